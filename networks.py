@@ -1,0 +1,65 @@
+"""ReLU networks trained with PyTorch (reference.md section 5).
+
+No biases; full batch; loss ||f(X) - y||^2 (a sum, not a mean); AdamW with its weight decay
+as the regularizer. One optimizer for the whole run (the original re-created it every epoch,
+which reset Adam's moments).
+"""
+import numpy as np
+import torch
+from torch import nn
+
+
+def device(text):
+    """An available torch device, for argparse (a bad one is a usage error, not a traceback)."""
+    import argparse
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown torch device {text!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: no CUDA device is available here; use cpu")
+    return text
+
+
+def seed_torch(rng):
+    """Seed torch from the cell's numpy generator, so initial weights depend on the cell alone."""
+    torch.manual_seed(int(rng.integers(2**63 - 1)))
+
+
+class SkipNet(nn.Module):
+    """f(X) = (X w0) a0 + (X W)_+ a: one linear (skip) neuron beside m ReLU neurons."""
+
+    def __init__(self, d, m):
+        super().__init__()
+        self.skip_in = nn.Linear(d, 1, bias=False)
+        self.skip_out = nn.Linear(1, 1, bias=False)
+        self.hidden = nn.Linear(d, m, bias=False)
+        self.out = nn.Linear(m, 1, bias=False)
+
+    def forward(self, X):
+        return (self.skip_out(self.skip_in(X)) + self.out(torch.relu(self.hidden(X)))).squeeze(-1)
+
+    def skip_weight(self):
+        """a0 w0: the linear function the skip neuron computes."""
+        return (self.skip_out.weight * self.skip_in.weight).detach().cpu().numpy().ravel()
+
+
+def train(net, X, y, epochs, lr, beta, device="cpu"):
+    """Full-batch AdamW on ||f(X) - y||^2; returns the loss of every epoch (before its step)."""
+    net.to(device)
+    X = torch.as_tensor(X, dtype=torch.float32, device=device)
+    y = torch.as_tensor(y, dtype=torch.float32, device=device)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=beta)
+    losses = np.empty(epochs)
+    for epoch in range(epochs):
+        opt.zero_grad()
+        loss = ((net(X) - y) ** 2).sum()
+        loss.backward()
+        opt.step()
+        losses[epoch] = loss.item()
+    return losses
+
+
+def predict(net, X, device="cpu"):
+    with torch.no_grad():
+        return net(torch.as_tensor(X, dtype=torch.float32, device=device)).cpu().numpy().astype(float)

@@ -1,0 +1,62 @@
+"""Hyperplane-arrangement patterns D_i = diag(1[X g_i >= 0]) (reference.md section 2).
+
+A set of patterns is an n x P boolean matrix M whose column i is the diagonal of D_i, so
+that D_i X w_i for all i at once is M * (X @ W).
+"""
+import numpy as np
+from scipy.optimize import linprog
+
+
+def all_ones_feasible(X):
+    """Is D = I a genuine ReLU pattern, i.e. is there u with X u >= 0, X u != 0?
+
+    Decided exactly by the LP: find u with X u >= 0 and 1^T X u = 1 (HiGHS).
+    """
+    n, d = X.shape
+    res = linprog(np.zeros(d), A_ub=-X, b_ub=np.zeros(n), A_eq=X.sum(0, keepdims=True),
+                  b_eq=[1.0], bounds=[(None, None)] * d, method="highs")
+    if res.status not in (0, 2):
+        raise RuntimeError(f"all-ones LP failed: {res.message}")
+    return res.status == 0
+
+
+def wendel_probability(n, d):
+    """P(D = I is a pattern) for Gaussian X: 2^-(n-1) sum_{k<d} C(n-1, k) (1 when n <= d)."""
+    from scipy.special import comb
+    if n <= d:
+        return 1.0
+    return float(sum(comb(n - 1, k, exact=True) for k in range(d)) / 2 ** (n - 1))
+
+
+def sample_patterns(X, num, rng, first=()):
+    """Distinct patterns of num Gaussian directions g_i, with the all-ones one decided by LP.
+
+    `first` lists directions whose patterns go first, in that order (planted neurons), so
+    that their columns are 0..len(first)-1. The all-zero pattern (a block that can never
+    contribute) is dropped; the all-ones one is kept iff all_ones_feasible(X).
+    Returns the n x P boolean matrix M.
+    """
+    n, d = X.shape
+    G = rng.standard_normal((d, num))
+    if len(first):
+        G = np.column_stack([np.asarray(first).reshape(len(first), d).T, G])
+    M = X @ G >= 0
+    # unique columns in order of first appearance, so planted patterns keep their places
+    _, idx = np.unique(M, axis=1, return_index=True)
+    M = M[:, np.sort(idx)]
+    M = M[:, M.any(0)]
+    ones = M.all(0)
+    if ones.any():
+        return M  # some X g >= 0 was drawn: a genuine pattern (X g != 0 almost surely)
+    if all_ones_feasible(X):
+        M = np.column_stack([M, np.ones(n, bool)])
+    return M
+
+
+def skip_patterns(X, rng):
+    """The patterns of the skip experiments: max(n, 50) sampled directions."""
+    return sample_patterns(X, max(X.shape[0], 50), rng)
+
+
+def has_all_ones(M):
+    return bool(M.all(0).any())
