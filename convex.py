@@ -133,3 +133,168 @@ def skip_distances(sol, inst):
 def arrays(sol):
     """The solution's arrays, for --save_details (npz stores no None)."""
     return {k: v for k, v in sol.items() if isinstance(v, np.ndarray)}
+
+
+# ----- planted ReLU neurons: plain network (§3d) and normalization layer (§3e) -------------
+
+def planted_plain_solution(M, W, cols):
+    """The planted point of the plain programs: block s_j holds w_j, every other block is 0.
+
+    D_{s_j} X w_j = (X w_j)_+, so this is feasible for the relaxed and exact programs (§3d);
+    neurons sharing a pattern share its block.
+    """
+    B = np.zeros((W.shape[0], M.shape[1]))
+    np.add.at(B.T, cols, W.T)
+    return dict(w0=None, W=B, Wp=None)
+
+
+def blocks_recovered(sol, planted, tol=1e-4):
+    """rec of §4 for planted ReLU neurons: every block within tol (entrywise) of the planted
+    point (w_{s_j} = planted block, all others 0); the blocks w_i' of the cone forms all 0."""
+    ok = np.all(np.abs(sol["W"] - planted["W"]) <= tol)
+    return bool(ok and (sol["Wp"] is None or np.all(np.abs(sol["Wp"]) <= tol)))
+
+
+def planted_distance(sol, planted, cols):
+    """dis_abs of §4: sqrt(sum_j ||block_{s_j} - planted block||^2), block = w_i - w_i'."""
+    s = np.unique(cols)
+    V = sol["W"] if sol["Wp"] is None else sol["W"] - sol["Wp"]
+    return float(np.linalg.norm(V[:, s] - planted["W"][:, s]))
+
+
+def plain_distances(sol, planted, cols, inst):
+    """dis_abs and dis_test (the solution as a plain ReLU network, real ReLUs) of §4."""
+    f = network_output(to_network(sol), inst["X_test"])
+    return dict(dis_abs=planted_distance(sol, planted, cols),
+                dis_test=float(np.linalg.norm(f - inst["y_test"])))
+
+
+def norm_blocks(X, M):
+    """Compact SVDs D_i X = U_i Sigma_i V_i^T of every pattern (§3e), rank-0 patterns dropped.
+
+    Returns dict(X, M, rank, U, T, S) for the P kept patterns, zero-padded to r = max rank:
+    U (P, n, r) the U_i, T (P, d, r) = V_i Sigma_i^-1 (block -> first-layer direction),
+    S (P, r, d) = Sigma_i V_i^T (first-layer direction -> block). Rank: singular values above
+    max(n, d) * eps * the largest one (numpy's matrix_rank rule).
+    """
+    n, d = X.shape
+    A = M.T[:, :, None] * X[None]  # P x n x d: the D_i X
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    on = s > s[:, :1] * max(n, d) * np.finfo(float).eps
+    rank = on.sum(1)
+    keep = rank > 0
+    r = int(rank.max())
+    U, s, Vt, on = U[keep, :, :r], s[keep, :r], Vt[keep, :r], on[keep, :r]
+    inv = np.where(on, 1 / np.where(on, s, 1), 0)
+    return dict(X=X, M=M[:, keep], rank=rank[keep], U=U * on[:, None, :],
+                T=np.transpose(Vt, (0, 2, 1)) * inv[:, None, :],
+                S=(Vt * s[:, :, None]) * on[:, :, None])
+
+
+def solve_norm(B, y, form="relaxed", beta=None, solver="CLARABEL"):
+    """The normalization-layer programs of §3e on the blocks B of norm_blocks.
+
+        relaxed: min sum_i ||w_i||                s.t. sum_i U_i w_i = y
+        exact:   min sum_i ||w_i|| + ||w_i'||     s.t. sum_i U_i (w_i - w_i') = y,
+                                                 (2D_i - I) X V_i Sigma_i^-1 w_i >= 0 (and w_i')
+        train (beta given): min 1/2 ||sum_i U_i (w_i - w_i') - y||^2
+                                + beta sum_i ||w_i|| + ||w_i'||, same cones
+
+    Returns dict(W, Wp, objective, status, lam) like solve_relu, W and Wp r x P (column i
+    is block i; entries beyond rank r_i are 0).
+    """
+    P, n, r = B["U"].shape
+    on = np.arange(r)[None, :] < B["rank"][:, None]  # P x r: the real coordinates
+    Umat = np.transpose(B["U"], (1, 0, 2)).reshape(n, P * r)  # column i*r + c is U_i[:, c]
+    z = cp.Variable(P * r)
+    Z = cp.reshape(z, (P, r), order="C")
+    cone_form = form == "exact" or beta is not None
+    zp = cp.Variable(P * r) if cone_form else None
+    # padded coordinates enter only the norms, so they are 0 at the optimum
+    cost = cp.sum(cp.norm(Z, 2, axis=1))
+    fit = Umat @ z
+    cons = []
+    if cone_form:
+        cost = cost + cp.sum(cp.norm(cp.reshape(zp, (P, r), order="C"), 2, axis=1))
+        fit = fit - Umat @ zp
+        C = _norm_cones(B)
+        cons += [C @ z >= 0, C @ zp >= 0]
+    if beta is None:
+        eq = fit == y
+        prob = cp.Problem(cp.Minimize(cost), [eq] + cons)
+    else:
+        eq = None
+        prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(fit - y) + beta * cost), cons)
+    try:
+        prob.solve(solver=solver)
+    except cp.error.SolverError as e:
+        raise SolveFailed(f"{solver}: {e}".splitlines()[0]) from None
+    if prob.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or z.value is None:
+        raise SolveFailed(f"{solver}: {prob.status}")
+    blocks = lambda v: None if v is None else (np.asarray(v.value).reshape(P, r) * on).T
+    lam = None if eq is None else -np.asarray(eq.dual_value)
+    return dict(w0=None, W=blocks(z), Wp=blocks(zp), objective=float(prob.value),
+                status=prob.status, lam=lam)
+
+
+def _norm_cones(B):
+    """The sparse block-diagonal matrix of the cones (2D_i - I) X V_i Sigma_i^-1 w_i >= 0."""
+    import scipy.sparse as sparse
+    P, n, r = B["U"].shape
+    A = (2.0 * B["M"].T[:, :, None] - 1) * np.einsum("td,pdr->ptr", B["X"], B["T"])  # P x n x r
+    p, t, c = np.nonzero(A)
+    return sparse.csr_matrix((A[p, t, c], (p * n + t, p * r + c)), shape=(P * n, P * r))
+
+
+
+def planted_norm_solution(B, W, cols):
+    """The planted point of the normalization programs (§3): neuron j sits at its pattern s_j
+    with w_hat_j = Sigma V^T w_j / ||Sigma V^T w_j|| (unit: U_{s_j} w_hat_j is the unit vector
+    (X w_j)_+ / ||(X w_j)_+||), every other block 0. Neurons sharing a pattern add up."""
+    P, n, r = B["U"].shape
+    Z = np.zeros((r, P))
+    hat = np.einsum("jrd,dj->rj", B["S"][cols], W)
+    np.add.at(Z.T, cols, (hat / np.linalg.norm(hat, axis=0)).T)
+    return dict(w0=None, W=Z, Wp=None)
+
+
+def norm_fitted(B, sol):
+    """sum_i U_i (w_i - w_i'): the convex normalization model's fitted values."""
+    V = sol["W"] if sol["Wp"] is None else sol["W"] - sol["Wp"]
+    return np.einsum("pnr,rp->n", B["U"], V)
+
+
+def to_norm_network(sol, B):
+    """The normalization-layer network of a convex solution (§3, 'Back to a network').
+
+    Block w_i becomes the neuron with first-layer direction V_i Sigma_i^-1 w_i and
+    alpha_i = gamma_i = sqrt||w_i|| (alpha_i = -sqrt||w_i'|| for w_i'): on the cone,
+    (X u_i)_+ = U_i w_i, whose norm is ||w_i||, so the neuron outputs U_i w_i.
+    Returns dict(U (d x m), a, gamma).
+    """
+    blocks = [sol["W"]] + ([] if sol["Wp"] is None else [sol["Wp"]])
+    U, a, g = [], [], []
+    for Z, sign in zip(blocks, (1.0, -1.0)):
+        norms = np.linalg.norm(Z, axis=0)
+        keep = np.flatnonzero(norms > ZERO_TOL)
+        root = np.sqrt(norms[keep])
+        U.append(np.einsum("pdr,rp->dp", B["T"][keep], Z[:, keep]))
+        a.append(sign * root)
+        g.append(root)
+    return dict(U=np.concatenate(U, 1), a=np.concatenate(a), gamma=np.concatenate(g))
+
+
+def norm_network_output(net, X):
+    """f(X) = sum_i a_i gamma_i (X u_i)_+ / ||(X u_i)_+|| with real ReLUs, the norm over the
+    rows of X (a neuron active on no row outputs 0)."""
+    H = np.maximum(X @ net["U"], 0)
+    norms = np.linalg.norm(H, axis=0)
+    H = H / np.where(norms > 0, norms, 1)
+    return H @ (net["a"] * net["gamma"])
+
+
+def norm_distances(sol, B, planted, cols, inst):
+    """dis_abs and dis_test (the solution as a normalization-layer network) of §4."""
+    f = norm_network_output(to_norm_network(sol, B), inst["X_test"])
+    return dict(dis_abs=planted_distance(sol, planted, cols),
+                dis_test=float(np.linalg.norm(f - inst["y_test"])))

@@ -53,3 +53,113 @@ def skip_instance(n, d, optx, optw, sigma, rng):
     y = X @ w + noise(n, sigma, rng)
     X_test = make_X(n, d, optx, rng)
     return dict(X=X, w=w, y=y, X_test=X_test, y_test=X_test @ w)
+
+
+# ----- planted ReLU neurons: normalization-layer and plain-ReLU experiments -----------------
+
+OPTW_RELU = {0: "Gaussian columns", 1: "e_1 ... e_k", 2: "the pair (u, -u)"}
+
+
+class NeverActive(ValueError):
+    """No draw gave every planted neuron an active sample (e.g. (u, -u) with n = 1)."""
+
+
+def relu_undefined(n, d, k, optw, norm):
+    """Why a planted-ReLU cell has no program (a status 'undefined: ...'), or None.
+
+    The normalization-layer programs need n >= d (reference §1); e_1..e_k needs k <= d; the
+    pair (u, -u) needs k = 2 and two samples, one on each side.
+    """
+    if norm and n < d:
+        return "n < d"
+    if optw == 1 and k > d:
+        return "k > d"
+    if optw == 2 and n < 2:
+        return "n < 2"
+    return None
+
+
+def planted_relu(d, k, optw, rng):
+    """d x k planted ReLU neurons with unit columns (reference §1).
+
+    optw 0: Gaussian columns. optw 1: e_1, ..., e_k. optw 2: (u, -u), u Gaussian (k = 2).
+    """
+    if optw == 0:
+        W = rng.standard_normal((d, k))
+    elif optw == 1:
+        if k > d:
+            raise ValueError(f"optw 1 plants e_1..e_k: needs k <= d, got k={k}, d={d}")
+        W = np.eye(d, k)
+    elif optw == 2:
+        if k != 2:
+            raise ValueError(f"optw 2 plants the pair (u, -u): needs k = 2, got k={k}")
+        u = rng.standard_normal(d)
+        W = np.column_stack([u, -u])
+    else:
+        raise ValueError(f"unknown optw {optw}")
+    return W / np.linalg.norm(W, axis=0)
+
+
+def relu_labels(X, W, normalize):
+    """sum_j (X w_j)_+, each term divided by ||(X w_j)_+||_2 when `normalize` (reference §1)."""
+    H = np.maximum(X @ W, 0)
+    if normalize:
+        H = H / np.linalg.norm(H, axis=0)
+    return H.sum(1)
+
+
+def all_active(X, W):
+    """Is every planted neuron active on some sample, i.e. (X w_j)_+ != 0 for all j?"""
+    return bool(np.all((X @ W > 0).any(0)))
+
+
+def relu_instance(n, d, k, optx, optw, sigma, rng, normalize, max_tries=1000):
+    """One planted-ReLU instance: k neurons W, labels of relu_labels plus noise, a test set.
+
+    X, W and X_test are redrawn together until every planted neuron is active on both X and
+    X_test: with normalization a never-active neuron has no label (0/0, reference §1); for
+    the plain network (where §1 asks no redraw) a never-active neuron has no pattern, so it
+    is redrawn too (probability <= k 2^-n per draw). `redraws` counts the rejected draws.
+    """
+    for tries in range(max_tries):
+        X = make_X(n, d, optx, rng)
+        W = planted_relu(d, k, optw, rng)
+        X_test = make_X(n, d, optx, rng)
+        if all_active(X, W) and all_active(X_test, W):
+            break
+    else:
+        raise NeverActive(f"some planted neuron was never active in {max_tries} draws (n={n}, d={d})")
+    y = relu_labels(X, W, normalize) + noise(n, sigma, rng)
+    return dict(X=X, W=W, y=y, X_test=X_test, y_test=relu_labels(X_test, W, normalize),
+                redraws=tries)
+
+
+def norm_instance(n, d, k, optx, optw, sigma, rng):
+    """Normalization-layer labels: y = sum_j (X w_j)_+ / ||(X w_j)_+|| + z."""
+    return relu_instance(n, d, k, optx, optw, sigma, rng, normalize=True)
+
+
+def plain_instance(n, d, k, optx, optw, sigma, rng):
+    """Plain ReLU labels: y = sum_j (X w_j)_+ + z."""
+    return relu_instance(n, d, k, optx, optw, sigma, rng, normalize=False)
+
+
+def relu_flags(parser):
+    """Add --neu (k) to an experiment parser made with optw=tuple(OPTW_RELU).
+
+    `--optw 2` (the pair (u, -u)) needs `--neu 2`; the check runs wherever the parser parses
+    (also inside utils.run), so a bad pair is the usual one-line usage error, before any work.
+    """
+    import utils  # the harness; imported here so that data.py itself needs numpy only
+    parser.add_argument("--neu", type=utils.positive_int, default=1,
+                        help="number k of planted ReLU neurons (optw: 0 Gaussian, 1 e_1..e_k, 2 (u, -u))")
+    parse = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        ns, rest = parse(args, namespace)
+        if getattr(ns, "optw", None) == 2 and getattr(ns, "neu", None) != 2:
+            parser.error(f"--optw 2 plants the pair (u, -u): it needs --neu 2, got --neu {ns.neu}")
+        return ns, rest
+
+    parser.parse_known_args = parse_known_args
+    return parser

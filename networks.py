@@ -44,12 +44,20 @@ class SkipNet(nn.Module):
         return (self.skip_out.weight * self.skip_in.weight).detach().cpu().numpy().ravel()
 
 
-def train(net, X, y, epochs, lr, beta, device="cpu"):
-    """Full-batch AdamW on ||f(X) - y||^2; returns the loss of every epoch (before its step)."""
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+
+
+def train(net, X, y, epochs, lr, beta, device="cpu", optimizer="adamw"):
+    """Full-batch training on ||f(X) - y||^2; returns the loss of every epoch (before its step).
+
+    adamw (reference §5): decoupled weight decay beta. adam: beta as a coupled L2 penalty
+    (gradient of beta/2 ||theta||^2), which, unlike AdamW's decay, pulls the network toward
+    the minimal-norm representation the convex programs describe.
+    """
     net.to(device)
     X = torch.as_tensor(X, dtype=torch.float32, device=device)
     y = torch.as_tensor(y, dtype=torch.float32, device=device)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=beta)
+    opt = OPTIMIZERS[optimizer](net.parameters(), lr=lr, weight_decay=beta)
     losses = np.empty(epochs)
     for epoch in range(epochs):
         opt.zero_grad()

@@ -60,3 +60,22 @@ def skip_patterns(X, rng):
 
 def has_all_ones(M):
     return bool(M.all(0).any())
+
+
+def relu_patterns(X, W, rng, num=None):
+    """Patterns of a planted-ReLU experiment, the planted neurons' own patterns first.
+
+    num directions: max(n, 50) by default; the irrepresentability experiments (nic.py) pass
+    max(2n, 50) (reference §2).
+    """
+    return sample_patterns(X, max(X.shape[0], 50) if num is None else num, rng, first=W.T)
+
+
+def planted_columns(M, X, W):
+    """Column s_j of M holding planted neuron j's pattern 1[X w_j >= 0], for every j.
+
+    Neurons sharing a pattern share its column; -1 marks a pattern absent from M.
+    """
+    P = (X @ W >= 0)  # n x k
+    hit = (M[:, :, None] == P[:, None, :]).all(0)  # P x k: column i is neuron j's pattern
+    return np.where(hit.any(0), hit.argmax(0), -1)

@@ -1,0 +1,125 @@
+"""Phase-transition heatmaps from result files: mean over trials, n across, d up.
+
+    python plot_phase.py RESULT.npy [RESULT2.npy ...] --out FIG.png [--boundary] [--theory]
+
+Each RESULT.npy (shape len(nvec) x len(dvec) x sample) is read with its JSON sidecar, which
+gives the grids and the flags named in the title. Several files become panels of one figure.
+For 0/1 metrics (recovery, a condition holding) the colour is the rate with its 0.5 contour.
+"""
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+
+import utils  # noqa: E402
+
+OPTX = {0: "Gaussian", 1: "cubic Gaussian", 2: "whitened Gaussian", 3: "whitened cubic"}
+METRICS = {"rec": "recovery of the planted model", "all_ones": "all-ones pattern present",
+           "dis_abs": "distance to the planted weights", "dis_test": "test error ||f(X_test) - y_test||",
+           "loss": "final training loss"}
+TITLE_FLAGS = ("form", "neu", "sigma", "beta", "epochs", "lr", "m", "condition", "solver")
+
+
+def load(parser, path):
+    """The array and its sidecar, or a one-line usage error."""
+    path = Path(path)
+    try:
+        values = np.load(path, allow_pickle=False)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        nvec, dvec = meta["nvec"], meta["dvec"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        parser.error(f"cannot read result {path} with its .json sidecar: {e}")
+    if values.ndim != 3 or values.shape[:2] != (len(nvec), len(dvec)):
+        parser.error(f"{path}: expected an array of shape (len(nvec)={len(nvec)}, len(dvec)={len(dvec)},"
+                     f" sample), got {values.shape}")
+    return values.astype(float), meta
+
+
+def is_rate(values):
+    finite = values[np.isfinite(values)]
+    return finite.size > 0 and np.isin(finite, (0.0, 1.0)).all()
+
+
+def title(meta):
+    flags = meta["flags"]
+    words = [f"{meta['experiment']}: {METRICS.get(meta['metric'], meta['metric'])}",
+             f"{OPTX.get(flags.get('optx'), flags.get('optx'))} X, optw {flags.get('optw')}"]
+    words += [f"{k} {flags[k]}" for k in TITLE_FLAGS if flags.get(k) is not None]
+    return "\n".join([words[0], ", ".join(words[1:])])
+
+
+def edges(grid):
+    """Cell edges around the grid points, so each (n, d) is drawn centred on its value."""
+    grid = np.asarray(grid, float)
+    step = grid[1] - grid[0] if len(grid) > 1 else 1.0
+    return np.append(grid - step / 2, grid[-1] + step / 2)
+
+
+def panel(ax, values, meta, args):
+    nvec, dvec = np.array(meta["nvec"]), np.array(meta["dvec"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells are meant to stay blank
+        mean = np.nanmean(values, axis=2).T
+    rate = is_rate(values)
+    finite = mean[np.isfinite(mean)]
+    log = not rate and args.log and finite.size and finite.min() > 0
+    norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if log else None
+    image = ax.pcolormesh(edges(nvec), edges(dvec), np.ma.masked_invalid(mean), cmap="viridis",
+                          norm=norm, vmin=None if log else (0 if rate else None),
+                          vmax=None if log else (1 if rate else None), shading="flat")
+    label = f"{meta['metric']}, mean over {values.shape[2]} trials"
+    if rate:
+        label = f"{meta['metric']} rate over {values.shape[2]} trials"
+        levels = [(0.5, "-", "rate 0.5")] + ([(0.9, "--", "rate 0.9")] if args.boundary else [])
+        for level, style, name in levels:
+            if len(nvec) > 1 and len(dvec) > 1 and finite.min() < level < finite.max():
+                ax.contour(nvec, dvec, mean, levels=[level], colors="white", linewidths=1.3,
+                           linestyles=style)
+                ax.plot([], [], color="white", ls=style, label=name)  # contours have no legend entry
+    if args.theory:
+        d = np.linspace(dvec[0], dvec[-1], 50)
+        ax.plot(2 * d, d, color="red", lw=1.2, label="n = 2d (Wendel)")
+        ax.set_xlim(edges(nvec)[[0, -1]])
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=8, facecolor="0.6", framealpha=0.8)
+    plt.colorbar(image, ax=ax, label=label + (" (log scale)" if log else ""))
+    ax.set_xlabel("n (number of samples)")
+    ax.set_ylabel("d (dimension)")
+    ax.set_title(title(meta), fontsize=9)
+
+
+def main(argv=None):
+    parser = utils.Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", nargs="+", help=".npy result files (each with its .json sidecar)")
+    parser.add_argument("--out", default=None, help="PNG to write (default: the first result's name, .png)")
+    parser.add_argument("--boundary", action="store_true", help="also draw the 0.9 contour of a rate")
+    parser.add_argument("--theory", action="store_true", help="overlay the line n = 2d (reference §2)")
+    parser.add_argument("--log", action="store_true", help="log colour scale for distances")
+    args = parser.parse_args(argv)
+    out = Path(args.out or Path(args.results[0]).with_suffix(".png"))
+    if out.suffix.lower() != ".png":
+        parser.error(f"--out {out}: the figure is written as PNG, name it *.png")
+    if not out.parent.is_dir():
+        parser.error(f"--out {out}: folder {out.parent} does not exist")
+    loaded = [load(parser, path) for path in args.results]
+    fig, axes = plt.subplots(1, len(loaded), figsize=(5.2 * len(loaded), 4.2), squeeze=False)
+    for ax, (values, meta) in zip(axes[0], loaded):
+        panel(ax, values, meta, args)
+    fig.tight_layout()
+    try:
+        utils.atomic_save(out, lambda tmp: fig.savefig(tmp, dpi=130))
+    except OSError as e:
+        parser.error(f"cannot write --out {out}: {e.strerror or e}")
+    print(out)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
