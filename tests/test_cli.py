@@ -11,7 +11,7 @@ import convex
 import utils
 from conftest import ROOT
 
-TINY = ["--n", "20", "--d", "10", "--sample", "2"]
+TINY = ["--n", "20", "--d", "10", "--sample", "2", "--jobs", "1"]  # one process: quick to start
 
 
 def run(script, *flags, check=True):
@@ -54,7 +54,7 @@ def test_cell_alone_equals_cell_in_sweep(tmp_path):
     """A cell depends on (seed, n, d, trial) only: not on the grid around it, nor on order."""
     import minnrm_skip
     small = run("minnrm_skip.py", *TINY, "--seed", "4", "--save_folder", str(tmp_path / "a")).stdout.split()[-1]
-    large = run("minnrm_skip.py", "--n", "30", "--d", "20", "--sample", "3", "--seed", "4",
+    large = run("minnrm_skip.py", "--n", "30", "--d", "20", "--sample", "3", "--seed", "4", "--jobs", "2",
                 "--save_folder", str(tmp_path / "b")).stdout.split()[-1]
     a, b = np.load(small), np.load(large)
     assert np.array_equal(a, b[:2, :1, :2])
@@ -64,14 +64,14 @@ def test_cell_alone_equals_cell_in_sweep(tmp_path):
 
 
 def test_save_details(tmp_path):
-    run("rec_rate_skip.py", "--n", "10", "--d", "10", "--sample", "2", "--save_details",
+    run("rec_rate_skip.py", "--n", "10", "--d", "10", "--sample", "2", "--jobs", "1", "--save_details",
         "--save_folder", str(tmp_path))
     folder = tmp_path / "rec_rate_skip_n10_d10_w0_X0_sample2_details"
     files = sorted(p.name for p in folder.iterdir())
     assert files == ["n10_d10_trial0.npz", "n10_d10_trial1.npz"]
     saved = np.load(folder / files[0])
     assert {"X", "w", "y", "M", "w0", "W"} <= set(saved.files)
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+    assert not [p for p in tmp_path.glob(".*")]
 
 
 @pytest.mark.parametrize("flags", [
@@ -115,9 +115,11 @@ def test_interrupted_sweep_leaves_nothing_behind(tmp_path):
         return dict(rec=1.0)
     parser = utils.experiment_parser("test")
     parser.prog = "fake_experiment.py"
-    with pytest.raises(KeyboardInterrupt):
-        utils.run(parser, cell, ["rec"], argv=TINY + ["--save_details", "--save_folder", str(tmp_path)])
-    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit) as stop:
+        utils.run(parser, cell, ["rec"], argv=TINY + ["--save_folder", str(tmp_path)])
+    assert stop.value.code == 130
+    # the finished cells are kept for a resume; no result file, nothing half-written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake_experiment_n20_d10_w0_X0_sample2.cells.sqlite"]
 
 
 def test_plot_writes_a_png(tmp_path):

@@ -1,0 +1,766 @@
+"""A fast, certified solver for the convex programs of reference.md section 3 (issue 4).
+
+Every program is a group basis pursuit / group lasso over blocks A_g (n x d):
+
+    (BP)     min  sum_g ||w_g||                          s.t. sum_g A_g w_g = y,  G_g w_g >= 0
+    (LASSO)  min  1/2 ||sum_g A_g w_g - y||^2 + beta sum_g ||w_g||,               G_g w_g >= 0
+
+with the optional linear cones G_g w_g >= 0 on some blocks. Their duals (scaled to beta = 1
+for the lasso, see `_ipm`):
+
+    max  y^T lam  [- beta/2 ||lam||^2]   s.t.  ||A_g^T lam + G_g^T mu_g|| <= 1,  mu_g >= 0.
+
+ReLU blocks (reference §3a-d): A_g = +-D_i X, G_g = (2 D_i - I) X; the skip block is A_0 = X.
+Normalization-layer blocks (§3e): A_g = +-U_i, G_g = (2 D_i - I) X V_i Sigma_i^-1.
+
+Method (chosen by measurement, see bench_solvers.py and the report of issue 4):
+- a primal-dual interior-point method (NT scaling, Mehrotra predictor-corrector) whose Newton
+  system is reduced to the n x n dual Schur matrix  sum_g A_g K_g^-1 A_g^T.  For plain
+  second-order-cone blocks K_g^-1 = eta_g^2 (I + 2 u_g u_g^T), so for ReLU blocks the matrix is
+  (X X^T) o (M diag(eta^2) M^T) + V V^T: two n x P x n products per iteration, no n x Pd matrix.
+- a working set: the interior-point method runs on the blocks that can be active, grown by the
+  most violated dual constraints of the whole family (all block products X^T (M o lam) in one
+  matrix product); cone blocks need an NNLS projection to evaluate their dual constraint.
+  Blocks whose dual constraint is active (== 1, a possible tie) always join the working set, so
+  that the interior-point method, which converges to the relative interior of the optimal
+  face, sees every optimal solution: on a tie (e.g. the all-ones pattern next to the skip
+  block) the returned point spreads over the tied blocks, exactly like CVXPY + Clarabel.
+- starting working sets: the skip block (skip forms); the blocks best correlated with y and
+  with the least-squares dual (plain / normalization, relaxed); the support of the relaxed
+  optimum, both signs (their cone forms): cone blocks cost n d^2 + n^2 d each per iteration,
+  so they should enter only where needed.
+- an exact-penalty l1 slack (cost SLACK_COST per unit) keeps every working-set subproblem
+  feasible; a slack left over at the end means the program itself is infeasible.
+- a certificate from the final primal point and a dual-feasible lam (lam scaled down by its
+  largest dual constraint): relative primal residual, dual violation, relative duality gap.
+  A solve whose certificate is not tight to CERT_TOL raises convex.SolveFailed.
+"""
+import numpy as np
+import scipy.linalg as sla
+from scipy.optimize import nnls
+
+from convex import SolveFailed
+
+CERT_TOL = 1e-8      # certificate: relative residual, dual violation and gap must be below
+IPM_TOL = 1e-10      # interior-point stopping tolerance (relative)
+TIE_TOL = 1e-6       # a dual constraint within this of 1 is active: its block may be optimal
+SLACK_COST = 1e3     # exact penalty of the feasibility slack (>> any dual lam entry we meet)
+MAX_ITER = 80
+
+
+# ------------------------------------------------------------------------------------------
+# Block families: the linear algebra the interior-point method needs, for a set of blocks.
+
+class ReluBlocks:
+    """Blocks A_g = sign_g diag(m_g) X (mask m_g in {0,1}^n; the skip block has m = 1), with
+    the cone G_g = diag(2 m_g - 1) X on blocks flagged `cone`."""
+
+    def __init__(self, X, masks, signs, cone, XXt=None):
+        self.X = X
+        self.Mk = np.asarray(masks, float)
+        self.sg = np.asarray(signs, float)
+        self.cone = np.asarray(cone, bool)
+        self.XXt = X @ X.T if XXt is None else XXt
+        self.n, self.d = X.shape
+        self.k = self.Mk.shape[1]
+
+    def subset(self, idx):
+        return ReluBlocks(self.X, self.Mk[:, idx], self.sg[idx], self.cone[idx], self.XXt)
+
+    def apply(self, Wb):
+        """sum_g A_g w_g for Wb of shape (k, d)."""
+        return ((self.X @ Wb.T) * self.Mk) @ self.sg
+
+    def adjoint(self, lam):
+        """A_g^T lam for every block, shape (k, d): one d x n x k product."""
+        return (self.X.T @ (self.Mk * lam[:, None])).T * self.sg[:, None]
+
+    def gram(self, c):
+        """sum_g c_g A_g A_g^T = (X X^T) o (M diag(c) M^T)."""
+        return ((self.Mk * c) @ self.Mk.T) * self.XXt
+
+    def cols(self, U):
+        """The n x k matrix of columns A_g u_g."""
+        return (self.X @ U.T) * self.Mk * self.sg
+
+    # the cone blocks, indices ci into this family
+    def g_apply(self, ci, Wc):
+        return (self.X @ Wc.T).T * (2 * self.Mk[:, ci].T - 1)
+
+    def g_adjoint(self, ci, Z):
+        return (Z * (2 * self.Mk[:, ci].T - 1)) @ self.X
+
+    def g_gram(self, ci, C):
+        """G_g^T diag(c_g) G_g = X^T diag(c_g) X (the signs square to 1), shape (kc, d, d)."""
+        return np.einsum("ni,gn,nj->gij", self.X, C, self.X, optimize=True)
+
+    def a_t(self, ci):
+        """The A_g^T of the cone blocks, explicit: (kc, d, n)."""
+        return self.X.T[None] * (self.Mk[:, ci].T * self.sg[ci, None])[:, None, :]
+
+    def g_matrix(self, g):
+        return (2 * self.Mk[:, g] - 1)[:, None] * self.X
+
+
+class DenseBlocks:
+    """Explicit blocks A_g = sign_g U[base_g] (U: (Pb, n, d) base matrices, zero-padded to a
+    common width d: padded coordinates only enter the norm, so they are 0 at the optimum),
+    with cones G[base_g] w >= 0 (G: (Pb, m, d)) on blocks flagged `cone`. The normalization
+    layer of §3e: U_i from the compact SVD of D_i X, G_i = (2 D_i - I) X V_i Sigma_i^-1.
+    Blocks index the base arrays, so the +- copies of the exact form share memory."""
+
+    def __init__(self, U, base, signs, cone, G=None):
+        self.U, self.G = U, G
+        self.base = np.asarray(base, int)
+        self.sg = np.asarray(signs, float)
+        self.cone = np.asarray(cone, bool)
+        self.k = len(self.base)
+        self.n, self.d = U.shape[1], U.shape[2]
+
+    def subset(self, idx):
+        # a compact copy of the base blocks used: every product then runs over these only
+        ub, base = np.unique(self.base[idx], return_inverse=True)
+        return DenseBlocks(self.U[ub], base, self.sg[idx], self.cone[idx],
+                           None if self.G is None else self.G[ub])
+
+    def apply(self, Wb):
+        return np.einsum("gnd,gd->n", self.U[self.base], Wb * self.sg[:, None])
+
+    def adjoint(self, lam):
+        # one product over the distinct base blocks, then gathered
+        V = np.einsum("gnd,n->gd", self.U, lam)
+        return V[self.base] * self.sg[:, None]
+
+    def gram(self, c):
+        keep = np.flatnonzero(c > 0)
+        B = self.U[self.base[keep]] * np.sqrt(c[keep])[:, None, None]
+        B = B.transpose(1, 0, 2).reshape(self.n, -1)
+        return B @ B.T
+
+    def cols(self, U):
+        return np.einsum("gnd,gd->ng", self.U[self.base], U * self.sg[:, None])
+
+    def g_apply(self, ci, Wc):
+        return np.einsum("gmd,gd->gm", self.G[self.base[ci]], Wc)
+
+    def g_adjoint(self, ci, Z):
+        return np.einsum("gmd,gm->gd", self.G[self.base[ci]], Z)
+
+    def g_gram(self, ci, C):
+        G = self.G[self.base[ci]]
+        return np.einsum("gmi,gm,gmj->gij", G, C, G, optimize=True)
+
+    def a_t(self, ci):
+        return self.U[self.base[ci]].transpose(0, 2, 1) * self.sg[ci, None, None]
+
+    def g_matrix(self, g):
+        return self.G[self.base[g]]
+
+
+# ------------------------------------------------------------------------------------------
+# Second-order cone algebra on arrays of shape (k, 1 + d): column 0 is the "t" part.
+
+def _jdot(u, v):
+    return u[:, 0] * v[:, 0] - np.einsum("ij,ij->i", u[:, 1:], v[:, 1:])
+
+
+def _det(u):
+    """u0^2 - ||u1||^2, factored to avoid cancellation near the cone's boundary."""
+    nu1 = np.linalg.norm(u[:, 1:], axis=1)
+    # clipped at a relative 1e-300: rounding may put a point that is on the boundary to
+    # working precision just outside
+    return np.maximum((u[:, 0] - nu1) * (u[:, 0] + nu1), 1e-300 * u[:, 0] ** 2)
+
+
+def _jmul(u, v):
+    """Jordan product u o v = (u^T v, u0 v1 + v0 u1)."""
+    out = np.empty_like(u)
+    out[:, 0] = np.einsum("ij,ij->i", u, v)
+    out[:, 1:] = u[:, :1] * v[:, 1:] + v[:, :1] * u[:, 1:]
+    return out
+
+
+def _jdiv(u, r):
+    """x with u o x = r."""
+    x = np.empty_like(r)
+    x[:, 0] = (u[:, 0] * r[:, 0] - np.einsum("ij,ij->i", u[:, 1:], r[:, 1:])) / _det(u)
+    x[:, 1:] = (r[:, 1:] - x[:, :1] * u[:, 1:]) / u[:, :1]
+    return x
+
+
+def _soc_step(u, du):
+    """Largest a in [0, inf] with u + a du in the cone (u inside): smallest positive root of
+    det(u + a du) = c + 2 b a + a a^2, det(v) = v0^2 - ||v1||^2 (the cone's two halves are
+    separated by det = 0, so leaving the cone means crossing it)."""
+    a = _jdot(du, du)
+    b = _jdot(u, du)
+    c = _det(u)
+    disc = b * b - a * c
+    out = np.full(len(u), np.inf)
+    real = disc >= 0
+    sq = np.sqrt(np.where(real, disc, 0.0))
+    q = -(b + np.copysign(sq, b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r1 = np.where(real & (a != 0), q / a, np.inf)
+        r2 = np.where(real & (q != 0), c / q, np.inf)
+    for r in (r1, r2):
+        out = np.where((r > 0) & (r < out), r, out)
+    return out
+
+
+def _lin_step(u, du):
+    with np.errstate(divide="ignore"):
+        r = np.where(du < 0, -u / du, np.inf)
+    return r.min() if r.size else np.inf
+
+
+class _SocScaling:
+    """Nesterov-Todd scaling W of SOC pairs (s, z): W z = W^-1 s = lmbda, W symmetric,
+    W = eta (2 v v^T - J), W^2 = eta^2 (2 wb wb^T - J), W^-2 = eta^-2 (2 J wb wb^T J - J)."""
+
+    def __init__(self, s, z):
+        sn = np.sqrt(_det(s))
+        zn = np.sqrt(_det(z))
+        sb = s / sn[:, None]
+        zb = z / zn[:, None]
+        gam = np.sqrt((1 + np.einsum("ij,ij->i", sb, zb)) / 2)
+        zbJ = zb.copy()
+        zbJ[:, 1:] *= -1
+        self.wb = (sb + zbJ) / (2 * gam[:, None])
+        self.eta = np.sqrt(sn / zn)
+        self.v = self.wb.copy()
+        self.v[:, 0] += 1
+        self.v /= np.sqrt(2 * (self.wb[:, 0] + 1))[:, None]
+        self.lmbda = self.mul(z)
+
+    @staticmethod
+    def _J(u):
+        u = u.copy()
+        u[:, 1:] *= -1
+        return u
+
+    def mul(self, u):      # W u
+        return self.eta[:, None] * (2 * self.v * np.einsum("ij,ij->i", self.v, u)[:, None] - self._J(u))
+
+    def mulinv(self, u):   # W^-1 u
+        Jv = self._J(self.v)
+        return (2 * Jv * np.einsum("ij,ij->i", Jv, u)[:, None] - self._J(u)) / self.eta[:, None]
+
+    def sq(self, u):       # W^2 u
+        w = self.wb
+        return self.eta[:, None] ** 2 * (2 * w * np.einsum("ij,ij->i", w, u)[:, None] - self._J(u))
+
+    def isq(self, u):      # W^-2 u
+        Jw = self._J(self.wb)
+        return (2 * Jw * np.einsum("ij,ij->i", Jw, u)[:, None] - self._J(u)) / self.eta[:, None] ** 2
+
+    def isq_matrix(self):  # W^-2 as (k, 1+d, 1+d) matrices
+        Jw = self._J(self.wb)
+        m = Jw.shape[1]
+        J = np.diag(np.r_[1.0, -np.ones(m - 1)])
+        return (2 * Jw[:, :, None] * Jw[:, None, :] - J) / self.eta[:, None, None] ** 2
+
+
+# ------------------------------------------------------------------------------------------
+# The interior-point method on one family of blocks.
+
+def _ipm(F, y, **kw):
+    """_ipm_core with floating-point warnings off: a late numerical breakdown is caught there
+    by keeping the best iterate, and the certificate judges the result anyway."""
+    with np.errstate(all="ignore"):
+        return _ipm_core(F, y, **kw)
+
+
+def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter=MAX_ITER):
+    """Primal-dual IPM (NT scaling, Mehrotra) for
+
+        min  sum_g t_g + C 1^T (e+ + e-)  [+ 1/(2 rho) ||r||^2]
+        s.t. sum_g A_g w_g + e+ - e-  [- r] = y,  (t_g, w_g) in SOC,  G_g w_g >= 0,  e+-  >= 0
+
+    in the form  min c^T x + 1/2 x^T P x,  Ax = y,  s = Gx in K  (s, z separate: infeasible
+    start). Newton system reduced to  (A K^-1 A^T) dlam = rhs,  K = P + G^T W^-2 G, block
+    diagonal; for plain SOC blocks K_g^-1 = W_g^2 in closed form. The slack e (exact penalty
+    for feasibility) is used only without rho; with rho the lasso is always feasible.
+    Returns dict(W, t, lam, mu, e, r, pobj, dobj, iters, converged).
+    """
+    n, d, k = F.n, F.d, F.k
+    ci = np.flatnonzero(F.cone)
+    pi = np.flatnonzero(~F.cone)
+    kc = len(ci)
+    use_e = slack and rho is None
+    ne = 2 * n if use_e else 0
+    # primal x = (t, Wb, e, r); cone variables s, z for SOC (k,1+d), lin (kc,n), e (ne)
+    t = np.ones(k)
+    Wb = np.zeros((k, d))
+    e = np.full(ne, 1 / cost)  # s o z = 1 at the start, z_E = C: dual feasible
+    r = np.zeros(n if rho is not None else 0)
+    lam = np.zeros(n)
+    sQ = np.zeros((k, d + 1)); sQ[:, 0] = 1
+    zQ = sQ.copy()
+    sL = np.ones((kc, n)); zL = np.ones((kc, n))
+    sE = e.copy(); zE = np.full(ne, cost)
+    nu = k + kc * n + ne
+    ynorm = np.linalg.norm(y)
+
+    def A_x(Wb, e, r):
+        out = F.apply(Wb)
+        if use_e:
+            out = out + e[:n] - e[n:]
+        if rho is not None:
+            out = out - r
+        return out
+
+    best = None
+    for it in range(max_iter):
+        # residuals: rd = c + Px - A^T lam - G^T z, rp = Ax - y, rs = Gx - s
+        ATl = F.adjoint(lam)
+        rd_t = 1 - zQ[:, 0]
+        rd_w = -ATl - zQ[:, 1:]
+        if kc:
+            rd_w[ci] -= F.g_adjoint(ci, zL)
+        rd_e = cost - np.r_[lam, -lam] - zE if use_e else np.zeros(0)
+        rd_r = r / rho + lam if rho is not None else np.zeros(0)
+        rp = A_x(Wb, e, r) - y
+        rsQ = np.column_stack([t, Wb]) - sQ
+        rsL = F.g_apply(ci, Wb[ci]) - sL if kc else np.zeros((0, n))
+        rsE = e - sE
+        pobj = t.sum() + cost * e.sum() + (r @ r / (2 * rho) if rho is not None else 0)
+        dobj = y @ lam - (rho / 2 * lam @ lam if rho is not None else 0)
+        gap = (sQ * zQ).sum() + (sL * zL).sum() + sE @ zE
+        pres = max(np.linalg.norm(rp), np.linalg.norm(rsQ), np.linalg.norm(rsL), np.linalg.norm(rsE)) / (1 + ynorm)
+        dres = np.sqrt((rd_t @ rd_t) + (rd_w * rd_w).sum() + rd_e @ rd_e + rd_r @ rd_r) / (1 + np.sqrt(k))
+        rgap = max(gap, abs(pobj - dobj)) / max(1.0, abs(pobj))
+        err = max(pres, dres, rgap)
+        if best is None or err < best[0]:
+            best = (err, dict(W=Wb, t=t, lam=lam, mu=zL, e=e, r=r, pobj=pobj, dobj=dobj, iters=it,
+                              err=err))
+        if err < tol:
+            break
+        if (best[0] < 1e-8 and err > 10 * best[0]) or (it > 10 and err > 1e3 * best[0]):
+            break  # numerical breakdown far below the starting error: keep the best iterate
+        mu = gap / nu
+
+        # scalings
+        WQ = _SocScaling(sQ, zQ)
+        lmQ = WQ.lmbda
+        lmL = np.sqrt(sL * zL)
+        lmE = np.sqrt(sE * zE)
+        dL = zL / sL  # W^-2 of the linear cones
+        dE = zE / sE
+
+        # K^-1 per block: plain SOC blocks W^2 (closed form); cone blocks dense
+        if kc:
+            # K_g = W_g^-2 + [0, 0; 0, G_g^T W_L^-2 G_g], dense; its Cholesky factor L_g gives
+            # the Schur term A_g K_g^-1 A_g^T = R_g^T R_g, R_g = L_g^-1 [0; A_g^T], which stays
+            # positive semidefinite in rounding (an explicit inverse of K_g, whose condition
+            # number reaches 1e18 late on, does not)
+            Kc = WQ.isq_matrix()[ci]
+            Kc[:, 1:, 1:] += F.g_gram(ci, dL)
+            Kc = (Kc + Kc.transpose(0, 2, 1)) / 2
+            Lc = None
+            scale = np.trace(Kc, axis1=1, axis2=2)[:, None, None] / (d + 1)
+            for kreg in (0.0, 1e-15, 1e-13, 1e-11):
+                try:
+                    Lc = np.linalg.cholesky(Kc + kreg * scale * np.eye(d + 1))
+                    break
+                except np.linalg.LinAlgError:
+                    continue
+            if Lc is None:
+                break  # numerical breakdown: keep the best iterate
+            Linv = np.linalg.inv(Lc)
+            R = (Linv[:, :, 1:] @ F.a_t(ci)).reshape(-1, n)
+        H = F.gram(np.where(F.cone, 0.0, WQ.eta ** 2))
+        U = np.where(F.cone[:, None], 0.0, np.sqrt(2) * WQ.eta[:, None] * WQ.wb[:, 1:])
+        C = F.cols(U)
+        H += C @ C.T
+        if kc:
+            H += R.T @ R
+        if use_e:
+            H[np.diag_indices(n)] += 1 / dE[:n] + 1 / dE[n:]
+        if rho is not None:
+            H[np.diag_indices(n)] += rho
+        # H is positive definite in exact arithmetic (the slack's s/z on the diagonal), but
+        # on a small working set most of it is rank deficient at the scale of the large
+        # blocks: add the smallest static regularization that factors, and let iterative
+        # refinement (in `newton`) remove its effect on the direction
+        cho, reg = None, 0.0
+        hmax = np.abs(np.diag(H)).max()
+        for reg in (0.0, 1e-15, 1e-13, 1e-11, 1e-9):
+            try:
+                cho = sla.cho_factor(H + reg * hmax * np.eye(n), lower=True, check_finite=True)
+                break
+            except (np.linalg.LinAlgError, ValueError):
+                continue
+        if cho is None:
+            break  # numerical breakdown: keep the best iterate
+
+        def Kinv(vt, vw, ve, vr):
+            """K^-1 (vt, vw, ve, vr)."""
+            v = np.column_stack([vt, vw])
+            out = WQ.sq(v)
+            if kc:
+                out[ci] = np.einsum("gji,gj->gi", Linv, np.einsum("gij,gj->gi", Linv, v[ci]))
+            return out[:, 0], out[:, 1:], ve / dE if use_e else ve, rho * vr if rho is not None else vr
+
+        def solve(b_d, b_p, b_s, b_c):
+            """The Newton system  P dx - A^T dlam - G^T dz = b_d,  A dx = b_p,  G dx - ds = b_s,
+            ds + W^2 dz = b_c,  by elimination to the Schur matrix H = A K^-1 A^T."""
+            (bd_t, bd_w, bd_e, bd_r), (bsQ, bsL, bsE), (bcQ, bcL, bcE) = b_d, b_s, b_c
+            iqQ = WQ.isq(bcQ + bsQ)
+            iqL = dL * (bcL + bsL)
+            iqE = dE * (bcE + bsE)
+            f_t = bd_t + iqQ[:, 0]
+            f_w = bd_w + iqQ[:, 1:]
+            if kc:
+                f_w[ci] += F.g_adjoint(ci, iqL)
+            f_e = bd_e + iqE
+            kt, kw, ke, kr = Kinv(f_t, f_w, f_e, bd_r)
+            dlam = sla.cho_solve(cho, b_p - A_x(kw, ke, kr), check_finite=False)
+            ae = np.r_[dlam, -dlam] if use_e else np.zeros(0)
+            ar = -dlam if rho is not None else np.zeros(0)
+            dt, dW, de, dr = Kinv(f_t, f_w + F.adjoint(dlam), f_e + ae, bd_r + ar)
+            GdQ = np.column_stack([dt, dW])
+            GdL = F.g_apply(ci, dW[ci]) if kc else np.zeros((0, n))
+            dzQ = WQ.isq(bcQ + bsQ - GdQ)
+            dzL = dL * (bcL + bsL - GdL)
+            dzE = dE * (bcE + bsE - de)
+            return [dt, dW, de, dr, dlam, GdQ - bsQ, dzQ, GdL - bsL, dzL, de - bsE, dzE]
+
+        def residual(D, b_d, b_p, b_s, b_c):
+            """b - L D for the Newton system of `solve` (for iterative refinement)."""
+            dt, dW, de, dr, dlam, dsQ, dzQ, dsL, dzL, dsE, dzE = D
+            (bd_t, bd_w, bd_e, bd_r), (bsQ, bsL, bsE), (bcQ, bcL, bcE) = b_d, b_s, b_c
+            e_w = bd_w + F.adjoint(dlam) + dzQ[:, 1:]
+            if kc:
+                e_w[ci] += F.g_adjoint(ci, dzL)
+            e_d = (bd_t + dzQ[:, 0], e_w,
+                   bd_e + (np.r_[dlam, -dlam] if use_e else 0) + dzE,
+                   bd_r - (dr / rho + dlam if rho is not None else 0))
+            e_p = b_p - A_x(dW, de, dr)
+            GdQ = np.column_stack([dt, dW])
+            GdL = F.g_apply(ci, dW[ci]) if kc else np.zeros((0, n))
+            e_s = (bsQ - GdQ + dsQ, bsL - GdL + dsL, bsE - de + dsE)
+            e_c = (bcQ - dsQ - WQ.sq(dzQ), bcL - dsL - dzL / dL, bcE - dsE - dzE / dE)
+            return e_d, e_p, e_s, e_c
+
+        def newton(rcQ, rcL, rcE):
+            b = ((-rd_t, -rd_w, -rd_e, -rd_r), -rp, (-rsQ, -rsL, -rsE),
+                 (WQ.mul(_jdiv(lmQ, rcQ)), np.sqrt(sL / zL) * (rcL / lmL), np.sqrt(sE / zE) * (rcE / lmE)))
+            D = solve(*b)
+            for _ in range(2 if reg else 1 if mu < 1e-6 else 0):  # iterative refinement: the Schur matrix is ill-conditioned late on
+                D = [u + v for u, v in zip(D, solve(*residual(D, *b)))]
+            return D
+
+        def step(D):
+            _, _, _, _, _, dsQ, dzQ, dsL, dzL, dsE, dzE = D
+            a = min(_soc_step(sQ, dsQ).min(initial=np.inf), _soc_step(zQ, dzQ).min(initial=np.inf),
+                    _lin_step(sL, dsL), _lin_step(zL, dzL), _lin_step(sE, dsE), _lin_step(zE, dzE))
+            return a
+
+        # predictor (affine scaling)
+        Da = newton(-_jmul(lmQ, lmQ), -lmL * lmL, -lmE * lmE)
+        a_aff = min(1.0, step(Da))
+        sigma = (1 - a_aff) ** 3
+        # corrector with Mehrotra's second-order term (W^-1 ds_a) o (W dz_a)
+        _, _, _, _, _, dsQ, dzQ, dsL, dzL, dsE, dzE = Da
+        eQ = np.zeros_like(lmQ); eQ[:, 0] = 1
+        rcQ = sigma * mu * eQ - _jmul(lmQ, lmQ) - _jmul(WQ.mulinv(dsQ), WQ.mul(dzQ))
+        rcL = sigma * mu - lmL * lmL - (dsL / np.sqrt(sL / zL)) * (dzL * np.sqrt(sL / zL))
+        rcE = sigma * mu - lmE * lmE - (dsE / np.sqrt(sE / zE)) * (dzE * np.sqrt(sE / zE))
+        D = newton(rcQ, rcL, rcE)
+        a = min(1.0, 0.99 * step(D))
+        dt, dW, de, dr, dlam, dsQ, dzQ, dsL, dzL, dsE, dzE = D
+        t = t + a * dt; Wb = Wb + a * dW; e = e + a * de; r = r + a * dr; lam = lam + a * dlam
+        sQ = sQ + a * dsQ; zQ = zQ + a * dzQ
+        sL = sL + a * dsL; zL = zL + a * dzL
+        sE = sE + a * dsE; zE = zE + a * dzE
+    out = best[1]
+    out["converged"] = out["err"] < tol
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Dual constraints of the whole family, the working set, the certificate.
+
+def _cone_dual_norm(F, g, u):
+    """min_{mu >= 0} ||u + G_g^T mu||: the dual constraint value of cone block g, where
+    u = A_g^T lam (= ||projection of u onto the cone {w: G_g w >= 0}||, by Moreau). NNLS."""
+    G = F.g_matrix(g)
+    mu, res = nnls(G.T, -u, maxiter=50 * G.shape[0])
+    return res, mu
+
+
+def _dual_values(F, lam, mu_ws=None, ws=None, screen=1 - TIE_TOL):
+    """Dual constraint values v_g = min_mu ||A_g^T lam + G_g^T mu|| of every block (for plain
+    blocks ||A_g^T lam||; for cone blocks ||A_g^T lam|| bounds it, and NNLS is run only where
+    that bound exceeds `screen`). Returns v and the multipliers mu of the blocks that needed one."""
+    U = F.adjoint(lam)
+    v = np.linalg.norm(U, axis=1)
+    mus = {}
+    if ws is not None and mu_ws is not None:  # the IPM's own multipliers for the working set
+        cw = [g for g in ws if F.cone[g]]
+        for g, m in zip(cw, mu_ws):
+            m = np.maximum(m, 0)
+            val = np.linalg.norm(U[g] + F.g_matrix(g).T @ m)
+            if val < v[g]:
+                v[g], mus[g] = val, m
+    for g in np.flatnonzero(F.cone & (v > screen)):
+        val, m = _cone_dual_norm(F, g, U[g])
+        if val < v[g]:
+            v[g], mus[g] = val, m
+    return v, mus
+
+
+def _working_set(F, y, rho=None, init=(), max_rounds=30, add=50):
+    """Solve the program of family F by IPM on a growing working set of blocks.
+
+    A round solves the subproblem on the working set ws, evaluates every block's dual
+    constraint at its lam, and adds the blocks outside ws with v_g >= 1 - TIE_TOL (violated,
+    or active: possible ties), most violated first, at most `add` per round. It stops when
+    no such block is left: then lam is dual feasible for the whole family (up to the IPM's
+    tolerance) and the subproblem's optimum is the program's. A feasibility slack left at
+    that point raises its cost (exact penalty too small) or, at a huge cost, means the
+    program is infeasible.
+    """
+    ws = list(dict.fromkeys(int(g) for g in init))
+    if not ws:
+        # no skip block: start from the blocks most correlated with the least-squares dual
+        # lam = (sum_g A_g A_g^T)^-1 y (a cheap guess of the optimal dual), enough of them to
+        # span y: about n/d
+        H = F.gram(np.ones(F.k))
+        H[np.diag_indices(F.n)] += 1e-10 * np.trace(H) / F.n
+        top = int(np.ceil(F.n / F.d)) + 1
+        score = np.linalg.norm(F.adjoint(sla.solve(H, y, assume_a="pos")), axis=1)
+        ws = [int(g) for g in np.argsort(-score)[:top]]
+        # and the blocks most correlated with y itself (orthonormal U_i: the best single fits)
+        ws += [int(g) for g in np.argsort(-np.linalg.norm(F.adjoint(y), axis=1))[:top]]
+        ws = list(dict.fromkeys(ws))  # a block twice would split its weight between copies
+    cost = SLACK_COST
+    rounds = 0
+    while True:
+        rounds += 1
+        out = _ipm(F.subset(ws), y, rho=rho, cost=cost)
+        lam = out["lam"]
+        v, mus = _dual_values(F, lam, out["mu"], ws)
+        outside = np.ones(F.k, bool)
+        outside[ws] = False
+        cand = np.flatnonzero(outside & (v >= 1 - TIE_TOL))
+        slack = out["e"].max(initial=0.0)
+        if len(cand) == 0 or rounds >= max_rounds:
+            if slack > 1e-9:
+                if cost >= 1e9:
+                    raise SolveFailed("fast: infeasible (y is not in the span of the blocks)")
+                cost *= 1e3
+                continue
+            break
+        cand = cand[np.argsort(-v[cand])][:add]
+        ws += [int(g) for g in cand]
+    out.update(ws=np.array(ws), v=v, mus=mus, rounds=rounds)
+    return out
+
+
+def _certificate(F, y, Wfull, lam, v, rho=None):
+    """Certificate of a primal point Wfull (k, d) from lam (reference §3, 'Dual of (a)'):
+    relative primal residual ||sum A_g w_g - y|| / ||y|| (BP only), dual violation
+    max_g v_g - 1, relative duality gap (primal - dual) / primal with the dual-feasible
+    lam / max(1, max v). Lasso (rho): primal sum ||w_g|| + 1/(2 rho) ||r||^2, dual
+    y^T lam - rho/2 ||lam||^2."""
+    f = F.apply(Wfull)
+    norms = np.linalg.norm(Wfull, axis=1)
+    vmax = v.max()
+    lf = lam / max(1.0, vmax)
+    ynorm = max(np.linalg.norm(y), 1e-300)
+    if rho is None:
+        pobj = norms.sum()
+        dobj = y @ lf
+        res = np.linalg.norm(f - y) / ynorm
+    else:
+        pobj = norms.sum() + np.sum((f - y) ** 2) / (2 * rho)
+        dobj = y @ lf - rho / 2 * lf @ lf
+        res = 0.0
+    cone = 0.0
+    for g in np.flatnonzero(F.cone & (norms > 0)):
+        cone = max(cone, -(F.g_matrix(g) @ Wfull[g]).min() / max(norms[g], 1e-300))
+    return dict(residual=float(res), dual_violation=float(max(vmax - 1, 0.0)),
+                gap=float(abs(pobj - dobj) / max(abs(pobj), 1e-300)), cone_violation=float(cone),
+                primal=float(pobj), dual=float(dobj))
+
+
+def _unique(F, Wfull, support):
+    """Is the optimum unique? The IPM point lies in the relative interior of the optimal face,
+    whose points are w_g = t_g u_g (u_g the unit directions fixed by any optimal dual, t >= 0)
+    with sum_g t_g A_g u_g = y: the face is a point iff the columns A_g u_g over the support
+    are linearly independent."""
+    if len(support) <= 1:
+        return True
+    nz = np.linalg.norm(Wfull[support], axis=1)
+    U = Wfull[support] / nz[:, None]
+    B = F.subset(support).cols(U)
+    sv = np.linalg.svd(B, compute_uv=False)
+    return bool(sv[-1] > 1e-6 * sv[0])
+
+
+def solve_blocks(F, y, beta=None, init=()):
+    """Group basis pursuit (beta None) or group lasso (1/2||.||^2 + beta sum ||w_g||) over the
+    block family F, certified. Returns dict(W (k, d), objective, lam, certificate, support,
+    unique, active, rounds). Raises SolveFailed where the certificate is not tight."""
+    ynorm = np.linalg.norm(y)
+    k, d = F.k, F.d
+    if ynorm == 0:  # the optimum is w = 0, certified by lam = 0
+        return dict(W=np.zeros((k, d)), objective=0.0, lam=np.zeros(F.n), support=np.zeros(0, int),
+                    unique=True, active=np.zeros(0, int), rounds=0,
+                    certificate=dict(residual=0.0, dual_violation=0.0, gap=0.0, cone_violation=0.0))
+    ys = y / ynorm  # scale-free: w scales with ||y||, lam does not; rho = beta / ||y||
+    rho = None if beta is None else beta / ynorm
+    out = _working_set(F, ys, rho=rho, init=init)
+    Wfull = np.zeros((k, d))
+    Wfull[out["ws"]] = out["W"]
+    cert = _certificate(F, ys, Wfull, out["lam"], out["v"], rho)
+    W = Wfull * ynorm
+    norms = np.linalg.norm(W, axis=1)
+    support = np.flatnonzero(norms > 1e-6 * max(norms.max(initial=0), 1e-300))
+    lam = out["lam"]  # scale-free; for the lasso it is (y - fit) / beta
+    if beta is None:
+        objective = norms.sum()
+    else:
+        objective = 0.5 * np.sum((F.apply(W) - y) ** 2) + beta * norms.sum()
+    cert = dict(cert, ipm_iters=out["iters"], rounds=out["rounds"], blocks=len(out["ws"]))
+    bad = [key for key in ("residual", "dual_violation", "gap", "cone_violation") if cert[key] > CERT_TOL]
+    sol = dict(W=W, objective=float(objective), lam=lam, certificate=cert, support=support,
+               unique=_unique(F, W, support), active=np.flatnonzero(out["v"] >= 1 - TIE_TOL),
+               rounds=out["rounds"])
+    if bad:
+        raise SolveFailed("fast: certificate not tight: " + ", ".join(f"{key} {cert[key]:.1e}" for key in bad))
+    return sol
+
+
+# ------------------------------------------------------------------------------------------
+# The ReLU programs of reference §3a-d.
+
+def relu_family(X, M, form="relaxed", beta=None, skip=True):
+    """Blocks of a ReLU program: [skip X] + relaxed: D_i X per pattern; exact/training:
+    D_i X (w_i) then -D_i X (w_i'), both with the cone (2 D_i - I) X w >= 0."""
+    n, d = X.shape
+    M = np.asarray(M, bool)
+    P = M.shape[1]
+    cones = form == "exact" or beta is not None
+    masks = [M, M] if cones else [M]
+    signs = [np.ones(P), -np.ones(P)] if cones else [np.ones(P)]
+    if skip:
+        masks = [np.ones((n, 1), bool)] + masks
+        signs = [np.ones(1)] + signs
+    masks = np.column_stack(masks)
+    signs = np.concatenate(signs)
+    cone = np.ones(len(signs), bool) if cones else np.zeros(len(signs), bool)
+    if skip:
+        cone[0] = False
+    return ReluBlocks(X, masks, signs, cone)
+
+
+def _cone_init(relaxed_family, y, P, offset):
+    """Starting working set of a cone form without skip block: the patterns of the relaxed
+    optimum's support (both signs). Cheap, and it spares the rounds in which a slack-bound
+    dual would pull in many cone blocks, each costly in the IPM."""
+    sol = solve_blocks(relaxed_family, y)
+    supp = sol["support"][sol["support"] >= offset] - offset
+    return [offset + int(i) for i in supp] + [offset + P + int(i) for i in supp]
+
+
+def solve_relu(X, M, y, form="relaxed", beta=None, skip=True):
+    """The program of convex.solve_relu (same arguments but the solver, same return dict:
+    w0, W, Wp, objective, status, lam) by the certified working-set IPM, plus certificate,
+    unique (the optimum is a single point), support and active (block indices: 0 is the
+    skip block when skip, then the patterns, then the w_i' blocks), rounds.
+
+    Recovery = the planted model is the unique optimum: with `unique` False the returned point
+    is inside the optimal face (tied blocks nonzero), so convex.skip_recovered is False on it,
+    as on CVXPY's interior-point answer. Raises convex.SolveFailed on a loose certificate.
+    """
+    if form not in ("relaxed", "exact"):
+        raise ValueError(f"unknown form {form}")
+    X = np.asarray(X, float)
+    y = np.asarray(y, float)
+    n, d = X.shape
+    M = np.asarray(M, bool)
+    if M.shape[0] != n or y.shape != (n,):
+        raise ValueError(f"shapes: X {X.shape}, M {M.shape}, y {y.shape}")
+    P = M.shape[1]
+    F = relu_family(X, M, form, beta, skip)
+    init = [0] if skip else ()
+    if not skip and F.cone.any() and np.linalg.norm(y) > 0:
+        init = _cone_init(relu_family(X, M, "relaxed", None, False), y, P, 0)
+    sol = solve_blocks(F, y, beta=beta, init=init)
+    B = sol.pop("W")
+    o = 1 if skip else 0
+    w0 = B[0] if skip else None
+    W = B[o:o + P].T.copy()
+    Wp = B[o + P:o + 2 * P].T.copy() if F.k > o + P else None
+    return dict(w0=w0, W=W, Wp=Wp, status="optimal", **sol)
+
+
+def certify_relu(X, M, y, sol, form="relaxed", beta=None, skip=True):
+    """Check a given solution dict (w0, W, Wp, lam as solve_relu returns) of a ReLU program
+    with its own lam: the certificate of `_certificate` (lam made dual feasible by scaling,
+    cone multipliers by NNLS). Returns it; raises SolveFailed where it is not tight."""
+    X = np.asarray(X, float)
+    F = relu_family(X, M, form, beta, skip)
+    blocks = ([sol["w0"][None]] if skip else []) + [sol["W"].T]
+    if F.k > len(np.concatenate(blocks)):
+        blocks.append(sol["Wp"].T)
+    Wfull = np.concatenate(blocks)
+    ynorm = np.linalg.norm(y)
+    if ynorm == 0:
+        return dict(residual=0.0, dual_violation=0.0, gap=float(np.linalg.norm(Wfull) > 0))
+    lam = sol["lam"]
+    v, _ = _dual_values(F, lam, screen=0.0)
+    rho = None if beta is None else beta / ynorm
+    cert = _certificate(F, y / ynorm, Wfull / ynorm, lam, v, rho)
+    bad = [key for key in ("residual", "dual_violation", "gap", "cone_violation") if cert[key] > CERT_TOL]
+    if bad:
+        raise SolveFailed("certificate not tight: " + ", ".join(f"{key} {cert[key]:.1e}" for key in bad))
+    return cert
+
+
+def recovered(sol, w, tol=1e-4):
+    """rec of reference §4 with ties: the planted skip model is the unique optimum."""
+    blocks = sol["W"] if sol["Wp"] is None else np.concatenate([sol["W"], sol["Wp"]], 1)
+    return bool(sol["unique"] and np.allclose(sol["w0"], w, rtol=0, atol=tol)
+                and np.all(np.abs(blocks) <= tol))
+
+
+# ------------------------------------------------------------------------------------------
+# The normalization-layer programs of reference §3e.
+
+def norm_family(B, form="relaxed", beta=None):
+    """Blocks of the normalization programs on the blocks B of convex.norm_blocks: relaxed
+    U_i per pattern; exact/training U_i (w_i) then -U_i (w_i'), with the cones
+    (2 D_i - I) X V_i Sigma_i^-1 w >= 0."""
+    U = np.ascontiguousarray(B["U"], dtype=float)
+    P = U.shape[0]
+    cones = form == "exact" or beta is not None
+    G = None
+    if cones:
+        G = (2.0 * B["M"].T[:, :, None] - 1) * np.einsum("td,pdr->ptr", B["X"], B["T"])
+        base, signs = np.r_[np.arange(P), np.arange(P)], np.r_[np.ones(P), -np.ones(P)]
+    else:
+        base, signs = np.arange(P), np.ones(P)
+    return DenseBlocks(U, base, signs, np.full(len(base), cones), G)
+
+
+def solve_norm(B, y, form="relaxed", beta=None):
+    """convex.solve_norm (same arguments but the solver, same return dict: w0 None, W and Wp
+    r x P, objective, status, lam) by the certified working-set IPM, plus certificate,
+    unique, support, active, rounds as in solve_relu."""
+    if form not in ("relaxed", "exact"):
+        raise ValueError(f"unknown form {form}")
+    P = B["U"].shape[0]
+    F = norm_family(B, form, beta)
+    y = np.asarray(y, float)
+    init = ()
+    if F.cone.any() and np.linalg.norm(y) > 0:
+        init = _cone_init(norm_family(B, "relaxed"), y, P, 0)
+    sol = solve_blocks(F, y, beta=beta, init=init)
+    Z = sol.pop("W")
+    W = Z[:P].T.copy()
+    Wp = Z[P:].T.copy() if F.k > P else None
+    return dict(w0=None, W=W, Wp=Wp, status="optimal", **sol)

@@ -1,0 +1,147 @@
+"""Model rank of a target in a tanh architecture: numerical, closed form, empirical curve ([LLR]).
+
+    python model_rank.py --arch cnn --target fig3 --width 10 [--json]
+    python model_rank.py --arch fc --target random --k 2 --d 4 --width 3
+    python model_rank.py --arch cnn2d --target random --k 1 --d 6 --s 3 --width 2
+    python model_rank.py --arch deep-fc --target random --k 2 --d 4 --layers 3 --width 2
+    python model_rank.py --arch fc --target weights.npz --width 5
+    python model_rank.py --table --d 28 --s 3 --k 1
+
+The target is placed at the most condensed point of the N-times-wider network (reference §8:
+every unit split N ways, or kept with null units beside it), the tangent matrix is built in
+float64 over many Gaussian inputs with torch.func, and its singular values above 1e-10 of the
+largest are counted. Also printed: the closed form of §8 for the target's k units (exact, or an
+upper bound for deep networks), the parameter count, and the empirical model rank (rank on the
+first n inputs) for growing n, whose first n reaching the model rank is the optimistic sample
+size. A file target is an .npz of the narrow weights named as in llr.py (W, b, a; K, b, A;
+W1, ..., a for deep-fc).
+"""
+import json
+import sys
+from pathlib import Path
+
+import llr
+import utils
+
+DEFAULTS = dict(k=1, d=5, s=3, layers=2)  # the random target's sizes when not given
+TABLE_DEFAULTS = dict(k=1, d=28, s=3)     # the 2-D example of §8 (685k, 6760k, 530660k)
+
+
+def make_parser():
+    p = utils.Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", choices=llr.ARCHS, help="architecture (required unless --table)")
+    p.add_argument("--target", help="fig3, random, or the path of an .npz of narrow weights")
+    p.add_argument("--width", type=utils.positive_int, default=1,
+                   help="width multiplier N: the network has N times the target's units per layer")
+    p.add_argument("--k", type=utils.positive_int, help="random target: units (kernels) per layer (default 1)")
+    p.add_argument("--d", type=utils.positive_int,
+                   help="random target: input size, d x d for 2-D (default 5; --table: 28)")
+    p.add_argument("--s", type=utils.positive_int, help="random target: kernel size of the CNNs (default 3)")
+    p.add_argument("--layers", type=utils.positive_int, help="random deep-fc target: hidden layers (default 2)")
+    p.add_argument("--embedding", choices=("split", "null"), default="split",
+                   help="how the target sits in the wide network: units split N ways, or null units added")
+    p.add_argument("--samples", type=utils.positive_int,
+                   help="Gaussian inputs of the tangent matrix (default: 2 x parameters + 50, capped)")
+    p.add_argument("--rtol", type=utils.positive_float, default=llr.RTOL,
+                   help="singular values above rtol x the largest count")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random target and of the inputs")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--table", action="store_true", help="print the closed-form table of §8 for --d, --s, --k")
+    return p
+
+
+def target(parser, args):
+    """(narrow Arch, its parameters, a description), or a one-line usage error."""
+    sized = [f"--{name}" for name in DEFAULTS if getattr(args, name) is not None]
+    if args.target != "random" and sized:
+        parser.error(f"{', '.join(sized)}: sizes of a random target only; --target {args.target} fixes its own")
+    if args.target == "fig3":
+        try:
+            arch, params = llr.fig3_target(args.arch)
+        except ValueError as e:
+            parser.error(f"--target fig3: {e}")
+        return arch, params, "fig3"
+    if args.target == "random":
+        k, d, s, layers = (getattr(args, name) or DEFAULTS[name] for name in DEFAULTS)
+        if args.arch in llr.CONV and s > d:
+            parser.error(f"--s {s} is larger than --d {d}")
+        if args.arch != "deep-fc" and args.layers is not None:
+            parser.error("--layers is for --arch deep-fc")
+        s = s if args.arch in llr.CONV else 0
+        arch, params = llr.random_target(args.arch, k, d, s, layers, rng=args.seed)
+        return arch, params, "random"
+    path = Path(args.target)
+    if not path.is_file():
+        parser.error(f"--target {args.target}: not fig3, random, or an existing .npz file")
+    try:
+        arch, params = llr.load_target(path, args.arch)
+    except (ValueError, OSError) as e:
+        parser.error(f"--target {args.target}: {e}")
+    return arch, params, str(path)
+
+
+def table(parser, args):
+    if args.arch or args.target:
+        parser.error("--table takes only --d, --s, --k (and --width, --json)")
+    k, d, s = (getattr(args, name) or TABLE_DEFAULTS[name] for name in TABLE_DEFAULTS)
+    if s > d:
+        parser.error(f"--s {s} is larger than --d {d}")
+    rows = [dict(family=f, formula=form, model_rank=r, param_count=args.width * m)
+            for f, form, r, m in llr.closed_form_table(d, s, k)]
+    if args.json:
+        print(json.dumps(dict(d=d, s=s, k=k, width=args.width, rows=rows)))
+        return
+    print(f"Model rank of a target of k={k} kernel(s) of size s={s} (s x s in 2-D) on inputs of size "
+          f"d={d} (d x d in 2-D), two-layer tanh networks (reference §8); parameters at width N={args.width}")
+    w, f = max(len(r["family"]) for r in rows), max(len(r["formula"]) for r in rows)
+    print(f"{'architecture':{w}}  {'model rank':>10}  {'formula':{f}}  {'parameters':>10}")
+    for r in rows:
+        print(f"{r['family']:{w}}  {r['model_rank']:>10}  {r['formula']:{f}}  {r['param_count']:>10}")
+
+
+def main(argv=None):
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.table:
+        return table(parser, args)
+    if not args.arch or not args.target:
+        parser.error("--arch and --target are required (or give --table)")
+    narrow, params, name = target(parser, args)
+    arch, wide = llr.embed(narrow, params, args.width, args.embedding)
+    n = args.samples or llr.default_samples(arch)
+    out = llr.model_rank(arch, wide, n, rng=args.seed, rtol=args.rtol)
+    r = out["model_rank"]
+    ns = llr.curve_sizes(r, n)
+    curve = llr.empirical_rank_curve(out["Jr"], ns, args.rtol)
+    closed, kind = llr.closed_form(narrow)
+    result = dict(
+        arch=args.arch, target=name, width=args.width, embedding=args.embedding,
+        k=narrow.units[0], d=narrow.d, s=narrow.s or None,
+        narrow_widths=list(narrow.units), widths=list(arch.units),
+        model_rank=r, closed_form=closed, closed_form_kind=kind,
+        param_count=arch.param_count, narrow_param_count=narrow.param_count,
+        singular_value_gap=out["singular_value_gap"], n_samples=n, rtol=args.rtol,
+        reliable=out["reliable"],
+        empirical_rank=dict(n=ns, rank=curve),
+        optimistic_sample_size=llr.optimistic_size(ns, curve, r))
+    if not out["reliable"]:
+        print(f"model_rank: warning: rank {r} is close to the {n} inputs used; more (--samples) may "
+              "raise it", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result))
+        return result
+    gap = result["singular_value_gap"]
+    print(f"{args.arch}, target {name} (k={result['k']} unit(s) per layer, d={narrow.d}"
+          + (f", s={narrow.s}" if narrow.s else "") + f"), width multiplier N={args.width}")
+    print(f"parameters:          {arch.param_count} (narrowest network: {narrow.param_count})")
+    print(f"model rank:          {r} (float64 tangent matrix on {n} Gaussian inputs, "
+          f"{args.embedding} embedding, singular values > {args.rtol:g} x largest)")
+    print(f"closed form (§8):    {closed}" + (" (upper bound)" if kind != "exact" else ""))
+    print("singular-value gap:  " + ("none cut" if gap is None else f"sigma_{r}/sigma_{r + 1} = {gap:.2e}"))
+    print(f"optimistic sample size: {result['optimistic_sample_size']}")
+    print("empirical model rank (n: rank): " + "  ".join(f"{a}:{b}" for a, b in zip(ns, curve)))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The fast certified solver (fast_solver.py) against CVXPY + Clarabel, certificates, degenerate input."""
+import numpy as np
+import pytest
+
+import convex
+import data
+import fast_solver
+import patterns
+
+FORMS = [("relaxed", None), ("exact", None), ("exact", 1e-3)]
+
+
+def skip_case(n, d, seed, sigma=0.0):
+    rng = np.random.default_rng(seed)
+    inst = data.skip_instance(n, d, 0, 0, sigma, rng)
+    return inst, patterns.skip_patterns(inst["X"], rng)
+
+
+def agree(X, M, y, form, beta, skip):
+    """Both solvers on one instance: objectives within 1e-6 relative, fast point feasible."""
+    ref = convex.solve_relu(X, M, y, form, beta, skip, solver="CLARABEL")
+    sol = fast_solver.solve_relu(X, M, y, form, beta, skip)
+    assert abs(sol["objective"] - ref["objective"]) <= 1e-6 * max(abs(ref["objective"]), 1e-9)
+    if beta is None:
+        assert np.linalg.norm(convex.fitted(X, M, sol) - y) <= 1e-7 * max(np.linalg.norm(y), 1)
+    fast_solver.certify_relu(X, M, y, sol, form, beta, skip)
+    return ref, sol
+
+
+@pytest.mark.parametrize("form,beta", FORMS)
+@pytest.mark.parametrize("n,d,seed", [(12, 6, 0), (30, 8, 1), (40, 8, 2)])
+def test_skip_forms_agree_with_cvxpy(form, beta, n, d, seed):
+    inst, M = skip_case(n, d, seed)
+    ref, sol = agree(inst["X"], M, inst["y"], form, beta, True)
+    assert convex.skip_recovered(sol, inst["w"]) == convex.skip_recovered(ref, inst["w"])
+
+
+@pytest.mark.parametrize("form,beta", FORMS)
+def test_noisy_skip_agrees_with_cvxpy(form, beta):
+    inst, M = skip_case(30, 6, 5, sigma=0.1)
+    agree(inst["X"], M, inst["y"], form, beta, True)
+
+
+@pytest.mark.parametrize("form,beta", FORMS)
+@pytest.mark.parametrize("n,d,k,seed", [(20, 5, 1, 0), (30, 6, 2, 1)])
+def test_plain_forms_agree_with_cvxpy(form, beta, n, d, k, seed):
+    rng = np.random.default_rng(seed)
+    inst = data.plain_instance(n, d, k, 0, 0, 0.0, rng)
+    M, cols, planted = convex.plain_setup(inst, rng)
+    ref, sol = agree(inst["X"], M, inst["y"], form, beta, False)
+    assert convex.blocks_recovered(sol, planted) == convex.blocks_recovered(ref, planted)
+
+
+@pytest.mark.parametrize("form,beta", FORMS)
+def test_norm_forms_agree_with_cvxpy(form, beta):
+    rng = np.random.default_rng(7)
+    inst = data.norm_instance(24, 5, 1, 0, 0, 0.0, rng)
+    B, cols, planted = convex.norm_setup(inst, rng)
+    ref = convex.solve_norm(B, inst["y"], form, beta, solver="CLARABEL")
+    sol = fast_solver.solve_norm(B, inst["y"], form, beta)
+    assert abs(sol["objective"] - ref["objective"]) <= 1e-6 * abs(ref["objective"])
+    assert convex.blocks_recovered(sol, planted) == convex.blocks_recovered(ref, planted)
+    assert sol["certificate"]["gap"] <= fast_solver.CERT_TOL
+
+
+@pytest.mark.parametrize("form,beta", FORMS)
+def test_perturbed_solution_is_rejected(form, beta):
+    inst, M = skip_case(30, 6, 3)
+    X, y = inst["X"], inst["y"]
+    sol = fast_solver.solve_relu(X, M, y, form, beta)
+    cert = fast_solver.certify_relu(X, M, y, sol, form, beta)
+    assert max(cert["residual"], cert["gap"]) <= fast_solver.CERT_TOL
+    # the lasso is smooth in the fit: its objective grows only quadratically off the optimum
+    delta = 1e-6 if beta is None else 1e-3
+    for key in ("W", "w0"):
+        bad = dict(sol, **{key: sol[key] + delta})
+        with pytest.raises(convex.SolveFailed, match="certificate"):
+            fast_solver.certify_relu(X, M, y, bad, form, beta)
+    with pytest.raises(convex.SolveFailed, match="certificate"):  # a dual vector that is not optimal
+        fast_solver.certify_relu(X, M, y, dict(sol, lam=0.9 * sol["lam"]), form, beta)
+
+
+def test_zero_labels():
+    inst, M = skip_case(20, 5, 0)
+    for form, beta in FORMS:
+        sol = fast_solver.solve_relu(inst["X"], M, np.zeros(20), form, beta)
+        assert sol["objective"] == 0 and not sol["w0"].any() and not sol["W"].any()
+
+
+def test_all_ones_pattern_is_a_tie():
+    """D = I next to the skip block: the relaxed optimum is a tie, never 'recovered' (§2)."""
+    inst, M = skip_case(60, 6, 4)  # far above the transition: recovered without D = I
+    X, y, w = inst["X"], inst["y"], inst["w"]
+    M = M[:, ~M.all(0)]
+    sol = fast_solver.solve_relu(X, M, y)
+    assert sol["unique"] and fast_solver.recovered(sol, w) and convex.skip_recovered(sol, w)
+    Mi = np.column_stack([M, np.ones(60, bool)])
+    ref, sol = agree(X, Mi, y, "relaxed", None, True)
+    assert abs(sol["objective"] - np.linalg.norm(w)) <= 1e-8
+    assert not sol["unique"] and not fast_solver.recovered(sol, w)
+    assert not convex.skip_recovered(sol, w) and not convex.skip_recovered(ref, w)
+    # the exact program's cone X w_I >= 0 breaks the tie (X w != 0 has both signs)
+    ex = fast_solver.solve_relu(X, Mi, y, "exact")
+    assert ex["unique"] and convex.skip_recovered(ex, w)
+
+
+def test_duplicate_patterns():
+    inst, M = skip_case(16, 6, 6)  # below the transition: ReLU blocks in the optimum
+    X, y = inst["X"], inst["y"]
+    single = fast_solver.solve_relu(X, M, y)
+    Md = np.column_stack([M, M])
+    ref, sol = agree(X, Md, y, "relaxed", None, True)
+    assert abs(sol["objective"] - single["objective"]) <= 1e-8 * single["objective"]
+    if len(single["support"]) > 1:  # a ReLU block is used: its copy shares it, a tie
+        assert not sol["unique"]
+
+
+def test_rank_deficient_X_and_n_less_than_d():
+    rng = np.random.default_rng(8)
+    X = data.make_X(30, 6, 0, rng)
+    X[:, 5] = X[:, 4]  # rank 5
+    w = rng.standard_normal(6)
+    y = X @ w
+    M = patterns.skip_patterns(X, rng)
+    for form, beta in FORMS:
+        agree(X, M, y, form, beta, True)
+    inst, M = skip_case(6, 10, 9)  # n < d
+    for form, beta in FORMS:
+        agree(inst["X"], M, inst["y"], form, beta, True)
+
+
+def test_infeasible_program_is_a_clear_error():
+    rng = np.random.default_rng(10)
+    X = data.make_X(30, 3, 0, rng)
+    M = (X @ rng.standard_normal(3) >= 0)[:, None]  # one pattern: blocks span 6 of 30 dims
+    with pytest.raises(convex.SolveFailed, match="infeasible"):
+        fast_solver.solve_relu(X, M, rng.standard_normal(30))
+
+
+def test_bad_input():
+    inst, M = skip_case(10, 4, 0)
+    with pytest.raises(ValueError):
+        fast_solver.solve_relu(inst["X"], M, inst["y"], form="other")
+    with pytest.raises(ValueError):
+        fast_solver.solve_relu(inst["X"], M[:5], inst["y"])

@@ -1,0 +1,143 @@
+"""The shared sweep with real processes: serial, --jobs 2 and a Dask cluster agree; a sweep
+killed with SIGKILL or interrupted with Ctrl-C resumes to the same arrays."""
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+GRID = ["--n", "40", "--d", "20", "--sample", "2"]
+
+
+def launch(script, *flags, **kw):
+    return subprocess.Popen([sys.executable, str(ROOT / script), *flags], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def finish(script, *flags):
+    proc = subprocess.run([sys.executable, str(ROOT / script), *flags], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def arrays(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.npy"))}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"], stderr=subprocess.DEVNULL, cwd=tmp_path)]
+    time.sleep(1.0)
+    for i in range(2):  # started outside the repo: the sweep ships the modules to them
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
+                                       "--nthreads", "1", "--no-dashboard", "--local-directory",
+                                       str(tmp_path / f"w{i}")], stderr=subprocess.DEVNULL, cwd=tmp_path))
+    from distributed import Client
+    with Client(address, timeout="30s") as client:
+        client.wait_for_workers(2, timeout=60)
+    yield address
+    for p in procs[::-1]:
+        p.terminate()
+        p.wait(timeout=30)
+
+
+def test_serial_parallel_and_dask_give_identical_arrays(tmp_path, dask_cluster):
+    runs = {"serial": ["--jobs", "1"], "jobs2": ["--jobs", "2"], "dask": ["--scheduler", dask_cluster]}
+    for name, flags in runs.items():
+        finish("minnrm_skip.py", *GRID, "--sigma", "0.05", *flags, "--save_folder", str(tmp_path / name))
+    reference = arrays(tmp_path / "serial")
+    assert len(reference) == 2
+    for name in ("jobs2", "dask"):
+        assert arrays(tmp_path / name) == reference, name
+
+
+def test_training_identical_serial_and_parallel(tmp_path):
+    for name, jobs in (("serial", "1"), ("jobs2", "2")):
+        finish("ncvx_train_skip.py", "--n", "20", "--d", "10", "--sample", "2", "--epochs", "30",
+               "--jobs", jobs, "--save_folder", str(tmp_path / name))
+    assert arrays(tmp_path / "serial") == arrays(tmp_path / "jobs2")
+
+
+def rows(db, query="SELECT COUNT(*) FROM cells"):
+    if not db.exists():
+        return 0
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+        try:
+            return con.execute(query).fetchone()[0]
+        except sqlite3.OperationalError:  # table not made yet
+            return 0
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path, jobs):
+    grid = ["--n", "80", "--d", "30", "--sample", "2", "--jobs", jobs]  # 48 cells
+    finish("rec_rate_skip.py", *grid, "--save_folder", str(tmp_path / "whole"))
+    folder = tmp_path / "killed"
+    db = folder / "rec_rate_skip_n80_d30_w0_X0_sample2.cells.sqlite"
+    target = random.Random(int(jobs)).randint(5, 35)
+    proc = launch("rec_rate_skip.py", *grid, "--save_folder", str(folder))
+    while rows(db) < target and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the sweep ended before it could be killed"
+    persisted = rows(db)
+    assert 0 < persisted < 48
+    assert not list(folder.glob("*.npy")) and not list(folder.glob("*.json"))  # nothing half-written
+    out = finish("rec_rate_skip.py", *grid, "--save_folder", str(folder)).stdout
+    assert f"({persisted} resumed)" in out
+    # the second run computed exactly the missing cells, none of the persisted ones
+    assert rows(db, "SELECT COUNT(*) FROM cells WHERE run = 2") == 48 - persisted
+    assert rows(db, "SELECT COUNT(*) FROM cells") == 48
+    assert arrays(folder) == arrays(tmp_path / "whole")
+    assert not list(folder.glob(".tmp*"))
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    grid = ["--n", "80", "--d", "30", "--sample", "2", "--jobs", "2", "--save_folder", str(tmp_path)]
+    db = tmp_path / "rec_rate_skip_n80_d30_w0_X0_sample2.cells.sqlite"
+    proc = launch("rec_rate_skip.py", *grid, start_new_session=True)
+    while rows(db) < 10 and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Run the same command again" in err and "Traceback" not in err
+    kept = rows(db)
+    assert kept >= 10 and not list(tmp_path.glob("*.npy"))
+    assert f"({kept} resumed)" in finish("rec_rate_skip.py", *grid).stdout
+
+
+def test_other_flags_never_pick_up_cells(tmp_path):
+    grid = ["--n", "20", "--d", "10", "--sample", "2", "--jobs", "1", "--save_folder", str(tmp_path)]
+    finish("rec_rate_skip.py", *grid)
+    assert "resumed" not in finish("rec_rate_skip.py", *grid, "--form", "exact").stdout
+    assert "(4 resumed)" in finish("rec_rate_skip.py", *grid).stdout
+    assert "resumed" not in finish("rec_rate_skip.py", *grid, "--fresh").stdout
+
+
+def test_unreachable_scheduler_is_a_usage_error(tmp_path):
+    port = free_port()  # nothing listens there
+    proc = subprocess.run([sys.executable, str(ROOT / "rec_rate_skip.py"), *GRID, "--save_folder", str(tmp_path),
+                           "--scheduler", f"tcp://127.0.0.1:{port}"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Dask scheduler" in proc.stderr
+    assert not list(tmp_path.glob("*.npy"))
