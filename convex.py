@@ -17,7 +17,7 @@ import numpy as np
 import cvxpy as cp
 
 FORMS = ("relaxed", "exact")
-SOLVERS = ("CLARABEL", "SCS", "MOSEK")
+SOLVERS = ("fast", "CLARABEL", "SCS", "MOSEK")  # fast: fast_solver.py; the others via CVXPY
 ZERO_TOL = 1e-10  # blocks at most this large are no neuron when mapping back to a network
 
 
@@ -30,8 +30,12 @@ def solve_relu(X, M, y, form="relaxed", beta=None, skip=True, solver="CLARABEL")
 
     Returns dict(w0, W, Wp, objective, status, lam); w0 is None without skip, Wp is None for
     the relaxed form, lam is the dual vector of the equality constraint (the lambda of the
-    dual in §3; None for training).
+    dual in §3; None for training). solver "fast" hands the program to fast_solver.py, which
+    returns the same dict plus its certificate and whether the optimum is unique.
     """
+    if solver == "fast":
+        import fast_solver  # it imports this module: imported here, not at the top
+        return fast_solver.solve_relu(X, M, y, form=form, beta=beta, skip=skip)
     n, d = X.shape
     P = M.shape[1]
     W = cp.Variable((d, P))
@@ -75,7 +79,13 @@ def fitted(X, M, sol):
 
 
 def skip_recovered(sol, w, tol=1e-4):
-    """rec of §4: the skip block equals the planted w and every ReLU block is 0, to tol."""
+    """rec of §4: the skip block equals the planted w and every ReLU block is 0, to tol.
+
+    Where the solver says whether the optimum is a single point (fast_solver's `unique`), a
+    tie is no recovery even if the returned point happens to be the planted one (issue 4).
+    """
+    if not sol.get("unique", True):
+        return False
     blocks = sol["W"] if sol["Wp"] is None else np.concatenate([sol["W"], sol["Wp"]], 1)
     return bool(np.allclose(sol["w0"], w, rtol=0, atol=tol) and np.all(np.abs(blocks) <= tol))
 
@@ -150,8 +160,9 @@ def planted_plain_solution(M, W, cols):
 
 def blocks_recovered(sol, planted, tol=1e-4):
     """rec of §4 for planted ReLU neurons: every block within tol (entrywise) of the planted
-    point (w_{s_j} = planted block, all others 0); the blocks w_i' of the cone forms all 0."""
-    ok = np.all(np.abs(sol["W"] - planted["W"]) <= tol)
+    point (w_{s_j} = planted block, all others 0); the blocks w_i' of the cone forms all 0.
+    A tie (fast_solver's `unique` False) is no recovery."""
+    ok = sol.get("unique", True) and np.all(np.abs(sol["W"] - planted["W"]) <= tol)
     return bool(ok and (sol["Wp"] is None or np.all(np.abs(sol["Wp"]) <= tol)))
 
 
@@ -203,6 +214,9 @@ def solve_norm(B, y, form="relaxed", beta=None, solver="CLARABEL"):
     Returns dict(W, Wp, objective, status, lam) like solve_relu, W and Wp r x P (column i
     is block i; entries beyond rank r_i are 0).
     """
+    if solver == "fast":
+        import fast_solver
+        return fast_solver.solve_norm(B, y, form=form, beta=beta)
     P, n, r = B["U"].shape
     on = np.arange(r)[None, :] < B["rank"][:, None]  # P x r: the real coordinates
     Umat = np.transpose(B["U"], (1, 0, 2)).reshape(n, P * r)  # column i*r + c is U_i[:, c]
@@ -298,3 +312,21 @@ def norm_distances(sol, B, planted, cols, inst):
     f = norm_network_output(to_norm_network(sol, B), inst["X_test"])
     return dict(dis_abs=planted_distance(sol, planted, cols),
                 dis_test=float(np.linalg.norm(f - inst["y_test"])))
+
+
+def plain_setup(inst, rng, num=None):
+    """Patterns (planted first, patterns.relu_patterns), planted columns and planted point of
+    the plain programs for a data.plain_instance: (M, cols, planted)."""
+    import patterns
+    M = patterns.relu_patterns(inst["X"], inst["W"], rng, num)
+    cols = patterns.planted_columns(M, inst["X"], inst["W"])
+    return M, cols, planted_plain_solution(M, inst["W"], cols)
+
+
+def norm_setup(inst, rng, num=None):
+    """Blocks (norm_blocks of the patterns, planted first), planted columns and planted point
+    of the normalization programs for a data.norm_instance: (B, cols, planted)."""
+    import patterns
+    B = norm_blocks(inst["X"], patterns.relu_patterns(inst["X"], inst["W"], rng, num))
+    cols = patterns.planted_columns(B["M"], inst["X"], inst["W"])
+    return B, cols, planted_norm_solution(B, inst["W"], cols)

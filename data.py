@@ -64,13 +64,13 @@ class NeverActive(ValueError):
     """No draw gave every planted neuron an active sample (e.g. (u, -u) with n = 1)."""
 
 
-def relu_undefined(n, d, k, optw, norm):
+def relu_undefined(n, d, k, optw, n_ge_d):
     """Why a planted-ReLU cell has no program (a status 'undefined: ...'), or None.
 
-    The normalization-layer programs need n >= d (reference §1); e_1..e_k needs k <= d; the
-    pair (u, -u) needs k = 2 and two samples, one on each side.
+    The normalization-layer programs need n >= d (reference §1: `n_ge_d`); e_1..e_k needs
+    k <= d; the pair (u, -u) needs two samples, one on each side.
     """
-    if norm and n < d:
+    if n_ge_d and n < d:
         return "n < d"
     if optw == 1 and k > d:
         return "k > d"
@@ -119,7 +119,7 @@ def relu_instance(n, d, k, optx, optw, sigma, rng, normalize, max_tries=1000):
     X, W and X_test are redrawn together until every planted neuron is active on both X and
     X_test: with normalization a never-active neuron has no label (0/0, reference §1); for
     the plain network (where §1 asks no redraw) a never-active neuron has no pattern, so it
-    is redrawn too (probability <= k 2^-n per draw). `redraws` counts the rejected draws.
+    is redrawn too (probability <= 2k 2^-n per draw). `redraws` counts the rejected draws.
     """
     for tries in range(max_tries):
         X = make_X(n, d, optx, rng)
@@ -144,22 +144,40 @@ def plain_instance(n, d, k, optx, optw, sigma, rng):
     return relu_instance(n, d, k, optx, optw, sigma, rng, normalize=False)
 
 
-def relu_flags(parser):
+def relu_flags(parser, checks=()):
     """Add --neu (k) to an experiment parser made with optw=tuple(OPTW_RELU).
 
-    `--optw 2` (the pair (u, -u)) needs `--neu 2`; the check runs wherever the parser parses
-    (also inside utils.run), so a bad pair is the usual one-line usage error, before any work.
+    `--optw 2` (the pair (u, -u)) needs `--neu 2`; this check and `checks` (functions of the
+    parsed flags returning a message or None) run wherever the parser parses (also inside
+    utils.run), so bad flags are the usual one-line usage error, before any work.
     """
     import utils  # the harness; imported here so that data.py itself needs numpy only
     parser.add_argument("--neu", type=utils.positive_int, default=1,
                         help="number k of planted ReLU neurons (optw: 0 Gaussian, 1 e_1..e_k, 2 (u, -u))")
+    checks = [lambda a: f"--optw 2 plants the pair (u, -u): it needs --neu 2, got --neu {a.neu}"
+              if a.optw == 2 and a.neu != 2 else None, *checks]
     parse = parser.parse_known_args
 
     def parse_known_args(args=None, namespace=None):
         ns, rest = parse(args, namespace)
-        if getattr(ns, "optw", None) == 2 and getattr(ns, "neu", None) != 2:
-            parser.error(f"--optw 2 plants the pair (u, -u): it needs --neu 2, got --neu {ns.neu}")
+        for check in checks:
+            message = check(ns)
+            if message:
+                parser.error(message)
         return ns, rest
 
     parser.parse_known_args = parse_known_args
     return parser
+
+
+def relu_cell(args, n, d, rng, normalize, n_ge_d=None):
+    """The instance of one planted-ReLU cell, or why the cell has none: (inst, None) or
+    (None, 'undefined: ...'). Uses args.neu, optx, optw, sigma. n_ge_d (default: normalize,
+    the normalization-layer programs) marks cells with n < d undefined."""
+    why = relu_undefined(n, d, args.neu, args.optw, normalize if n_ge_d is None else n_ge_d)
+    if why is None:
+        try:
+            return relu_instance(n, d, args.neu, args.optx, args.optw, args.sigma, rng, normalize), None
+        except NeverActive as e:
+            why = str(e)
+    return None, f"undefined: {why}"

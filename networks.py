@@ -71,3 +71,32 @@ def train(net, X, y, epochs, lr, beta, device="cpu", optimizer="adamw"):
 def predict(net, X, device="cpu"):
     with torch.no_grad():
         return net(torch.as_tensor(X, dtype=torch.float32, device=device)).cpu().numpy().astype(float)
+
+
+class NormNet(nn.Module):
+    """f(X) = sum_i a_i gamma_i (X W_i)_+ / ||(X W_i)_+|| (reference §5), the norm over the n rows
+    of the batch; gamma starts at 1 (like a batch-norm scale). A neuron active on no row
+    outputs 0 instead of 0/0."""
+
+    def __init__(self, d, m):
+        super().__init__()
+        self.hidden = nn.Linear(d, m, bias=False)
+        self.gamma = nn.Parameter(torch.ones(m))
+        self.out = nn.Linear(m, 1, bias=False)
+
+    def forward(self, X):
+        H = torch.relu(self.hidden(X))
+        H = H / H.norm(dim=0).clamp_min(torch.finfo(H.dtype).tiny)
+        return self.out(H * self.gamma).squeeze(-1)
+
+
+class PlainNet(nn.Module):
+    """f(X) = (X W)_+ a: the plain two-layer ReLU network, no biases (reference §5)."""
+
+    def __init__(self, d, m):
+        super().__init__()
+        self.hidden = nn.Linear(d, m, bias=False)
+        self.out = nn.Linear(m, 1, bias=False)
+
+    def forward(self, X):
+        return self.out(torch.relu(self.hidden(X))).squeeze(-1)

@@ -92,8 +92,9 @@ def experiment_parser(description, optw=(0, 1), solver=True):
                    help="data: 0 Gaussian, 1 cubic, 2 whitened, 3 cubic then whitened")
     g.add_argument("--seed", type=int, default=0, help="a cell's data depend only on (seed, n, d, trial)")
     if solver:
-        p.add_argument("--solver", default="CLARABEL", choices=SOLVERS,
-                       help="CVXPY solver; MOSEK needs a license")
+        p.add_argument("--solver", default="fast", choices=SOLVERS,
+                       help="fast: our certified solver (fast_solver.py); or a CVXPY solver, "
+                            "CLARABEL, SCS, MOSEK (needs a license)")
     o = p.add_argument_group("output and execution")
     o.add_argument("--save_folder", default="results", help="where result files go")
     o.add_argument("--save_details", action="store_true",
@@ -113,7 +114,7 @@ def check_environment(parser, args):
     if getattr(args, "solver", None) == "MOSEK":
         problem = mosek_problem()
         if problem:
-            parser.error(f"--solver MOSEK: {problem}; use --solver CLARABEL (no license needed)")
+            parser.error(f"--solver MOSEK: {problem}; use --solver fast or CLARABEL (no license needed)")
     try:
         Path(args.save_folder).mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=args.save_folder).close()
