@@ -227,11 +227,10 @@ def connect(parser, address):
         client = Client(address, timeout="10s")
     except (OSError, TimeoutError, ValueError) as e:
         parser.error(f"cannot reach the Dask scheduler at {address}: {str(e).splitlines()[0]}")
-    # workers need not share our files: send every module of this repo the cells may import
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if path and Path(path).parent == ROOT and name != "__main__":
-            client.upload_file(path, load=False)
+    # workers need not share our files: send every module of this repo a cell may import
+    # (also lazily, like fast_solver), small files all
+    for path in sorted(ROOT.glob("*.py")):
+        client.upload_file(str(path), load=False)
     return client
 
 
