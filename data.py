@@ -144,32 +144,6 @@ def plain_instance(n, d, k, optx, optw, sigma, rng):
     return relu_instance(n, d, k, optx, optw, sigma, rng, normalize=False)
 
 
-def relu_flags(parser, checks=()):
-    """Add --neu (k) to an experiment parser made with optw=tuple(OPTW_RELU).
-
-    `--optw 2` (the pair (u, -u)) needs `--neu 2`; this check and `checks` (functions of the
-    parsed flags returning a message or None) run wherever the parser parses (also inside
-    utils.run), so bad flags are the usual one-line usage error, before any work.
-    """
-    import utils  # the harness; imported here so that data.py itself needs numpy only
-    parser.add_argument("--neu", type=utils.positive_int, default=1,
-                        help="number k of planted ReLU neurons (optw: 0 Gaussian, 1 e_1..e_k, 2 (u, -u))")
-    checks = [lambda a: f"--optw 2 plants the pair (u, -u): it needs --neu 2, got --neu {a.neu}"
-              if a.optw == 2 and a.neu != 2 else None, *checks]
-    parse = parser.parse_known_args
-
-    def parse_known_args(args=None, namespace=None):
-        ns, rest = parse(args, namespace)
-        for check in checks:
-            message = check(ns)
-            if message:
-                parser.error(message)
-        return ns, rest
-
-    parser.parse_known_args = parse_known_args
-    return parser
-
-
 def relu_cell(args, n, d, rng, normalize, n_ge_d=None):
     """The instance of one planted-ReLU cell, or why the cell has none: (inst, None) or
     (None, 'undefined: ...'). Uses args.neu, optx, optw, sigma. n_ge_d (default: normalize,

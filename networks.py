@@ -100,3 +100,11 @@ class PlainNet(nn.Module):
 
     def forward(self, X):
         return self.out(torch.relu(self.hidden(X))).squeeze(-1)
+
+
+def fit(net, inst, args):
+    """Train `net` on a cell's instance with the training flags of a script (utils
+    experiment_parser(training=True)): (loss curve, predictions on X_test, weights)."""
+    losses = train(net, inst["X"], inst["y"], args.epochs, args.lr, args.beta, args.device, args.optimizer)
+    weights = {k: v.cpu().numpy() for k, v in net.state_dict().items()}
+    return losses, predict(net, inst["X_test"], args.device), weights

@@ -6,17 +6,31 @@ that D_i X w_i for all i at once is M * (X @ W).
 import numpy as np
 from scipy.optimize import linprog
 
+from convex import SolveFailed
+
 
 def all_ones_feasible(X):
     """Is D = I a genuine ReLU pattern, i.e. is there u with X u >= 0, X u != 0?
 
-    Decided exactly by the LP: find u with X u >= 0 and 1^T X u = 1 (HiGHS).
+    Decided exactly by the LP: find u with X u >= 0 and 1^T X u = 1 (HiGHS). Near the
+    boundary HiGHS may leave it undecided ('unknown'); then the alternative of Stiemke's lemma
+    decides: no such u exists iff some lam > 0 has X^T lam = 0 (`stiemke_infeasible`).
     """
     n, d = X.shape
     res = linprog(np.zeros(d), A_ub=-X, b_ub=np.zeros(n), A_eq=X.sum(0, keepdims=True),
                   b_eq=[1.0], bounds=[(None, None)] * d, method="highs")
-    if res.status not in (0, 2):
-        raise RuntimeError(f"all-ones LP failed: {res.message}")
+    if res.status in (0, 2):  # 0: a u found; 2: proven infeasible
+        return res.status == 0
+    if stiemke_infeasible(X):
+        return False
+    raise SolveFailed(f"all-ones LP undecided by HiGHS: {res.message}")
+
+
+def stiemke_infeasible(X):
+    """Is there lam >= 1 with X^T lam = 0? If so, no u has X u >= 0, X u != 0 (lam^T X u > 0)."""
+    n = X.shape[0]
+    res = linprog(np.zeros(n), A_eq=X.T, b_eq=np.zeros(X.shape[1]), bounds=[(1, None)] * n,
+                  method="highs")
     return res.status == 0
 
 

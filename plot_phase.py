@@ -23,7 +23,8 @@ import utils  # noqa: E402
 OPTX = {0: "Gaussian", 1: "cubic Gaussian", 2: "whitened Gaussian", 3: "whitened cubic"}
 METRICS = {"rec": "recovery of the planted model", "all_ones": "all-ones pattern present",
            "dis_abs": "distance to the planted weights", "dis_test": "test error ||f(X_test) - y_test||",
-           "loss": "final training loss"}
+           "loss": "final training loss", "holds": "neural isometry condition holds",
+           "value": "condition value (holds below 1)", "gap": "recovered minus condition holds"}
 TITLE_FLAGS = ("form", "neu", "sigma", "beta", "epochs", "lr", "m", "condition", "solver")
 
 

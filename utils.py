@@ -78,9 +78,15 @@ def nonnegative_float(text):
     return value
 
 
-def experiment_parser(description, optw=(0, 1), solver=True):
-    """The flags every experiment takes (reference.md §1); a script adds its own."""
+def experiment_parser(description, solver=True, neurons=False, training=False):
+    """The flags every experiment takes (reference.md §1); a script adds its own.
+
+    neurons: k = --neu planted ReLU neurons and their --optw 0/1/2 (normalization-layer,
+    plain-ReLU and condition scripts) instead of one planted linear neuron (--optw 0/1).
+    training: the flags of the PyTorch scripts (reference §5), see TRAINING_FLAGS.
+    """
     p = Parser(description=description)
+    optw = (0, 1, 2) if neurons else (0, 1)
     g = p.add_argument_group("grid and data")
     g.add_argument("--n", type=positive_int, default=400, help="largest sample count N (grid 'step'..N)")
     g.add_argument("--d", type=positive_int, default=100, help="largest dimension D (grid 'step'..D)")
@@ -106,7 +112,26 @@ def experiment_parser(description, optw=(0, 1), solver=True):
     o.add_argument("--fresh", action="store_true", help="forget the finished cells of an earlier run")
     p.add_check(lambda a: f"--step {a.step} is larger than --n {a.n} or --d {a.d}: the grid is empty"
                 if a.step > min(a.n, a.d) else None)
+    if neurons:
+        g.add_argument("--neu", type=positive_int, default=1,
+                       help="number k of planted ReLU neurons (optw: 0 Gaussian, 1 e_1..e_k, 2 (u, -u))")
+        p.add_check(lambda a: f"--optw 2 plants the pair (u, -u): it needs --neu 2, got --neu {a.neu}"
+                    if a.optw == 2 and a.neu != 2 else None)
+    if training:
+        import networks  # torch: only for the training scripts
+        t = p.add_argument_group("training")
+        t.add_argument("--epochs", type=positive_int, default=400)
+        t.add_argument("--lr", type=positive_float, default=2e-3, help="learning rate")
+        t.add_argument("--beta", type=nonnegative_float, default=1e-6, help="weight decay")
+        t.add_argument("--optimizer", default="adamw", choices=sorted(networks.OPTIMIZERS),
+                       help="adamw: decoupled decay (paper); adam: coupled L2 penalty")
+        t.add_argument("--m", type=positive_int, default=None, help="hidden width (default n + 1)")
+        t.add_argument("--device", type=networks.device, default="cpu",
+                       help="torch device: cpu (default), cuda, cuda:1, ...")
     return p
+
+
+TRAINING_FLAGS = ["epochs", "lr", "beta", "optimizer", "m"]  # the result-changing ones
 
 
 def check_environment(parser, args):

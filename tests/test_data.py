@@ -79,6 +79,13 @@ def test_all_ones_lp_exact_cases():
     assert patterns.all_ones_feasible(X)  # u = e_1
 
 
+def test_stiemke_alternative_agrees_with_the_lp():
+    rng = np.random.default_rng(11)
+    for n, d in [(6, 3), (8, 4), (12, 6), (20, 10), (30, 10)] * 4:
+        X = rng.standard_normal((n, d))
+        assert patterns.stiemke_infeasible(X) == (not patterns.all_ones_feasible(X))
+
+
 @pytest.mark.parametrize("n,d", [(4, 3), (6, 3), (8, 3), (12, 4)])
 def test_all_ones_lp_matches_wendel(n, d):
     rng = np.random.default_rng(n * 100 + d)
