@@ -25,6 +25,27 @@ class SolveFailed(RuntimeError):
     """A solver returned no usable solution; the sweep records the status and goes on."""
 
 
+def _solve(fit, cost, cons, y, beta, solver):
+    """Minimise cost s.t. fit == y (beta None), or 1/2 ||fit - y||^2 + beta cost, under cons.
+
+    Returns (objective, status, lam); lam is the equality's dual vector (None for training).
+    """
+    if beta is None:
+        eq = fit == y
+        prob = cp.Problem(cp.Minimize(cost), [eq] + cons)
+    else:
+        eq = None
+        prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(fit - y) + beta * cost), cons)
+    try:
+        prob.solve(solver=solver)
+    except cp.error.SolverError as e:
+        raise SolveFailed(f"{solver}: {e}".splitlines()[0]) from None
+    if prob.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or prob.value is None:
+        raise SolveFailed(f"{solver}: {prob.status}")
+    # CVXPY's multiplier of `fit == y` is -lambda in the convention max lambda^T y of §3
+    return float(prob.value), prob.status, None if eq is None else -np.asarray(eq.dual_value)
+
+
 def solve_relu(X, M, y, form="relaxed", beta=None, skip=True, solver="CLARABEL"):
     """Solve one of the programs above: `form` relaxed/exact, or beta given for training.
 
@@ -52,23 +73,10 @@ def solve_relu(X, M, y, form="relaxed", beta=None, skip=True, solver="CLARABEL")
     if skip:
         fit = fit + X @ w0
         cost = cost + cp.norm(w0, 2)
-    if beta is None:
-        eq = fit == y
-        prob = cp.Problem(cp.Minimize(cost), [eq] + cons)
-    else:
-        eq = None
-        prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(fit - y) + beta * cost), cons)
-    try:
-        prob.solve(solver=solver)
-    except cp.error.SolverError as e:
-        raise SolveFailed(f"{solver}: {e}".splitlines()[0]) from None
-    if prob.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or W.value is None:
-        raise SolveFailed(f"{solver}: {prob.status}")
+    objective, status, lam = _solve(fit, cost, cons, y, beta, solver)
     value = lambda v: None if v is None else np.asarray(v.value)
-    # CVXPY's multiplier of `fit == y` is -lambda in the convention max lambda^T y of §3
-    lam = None if eq is None else -np.asarray(eq.dual_value)
-    return dict(w0=value(w0), W=value(W), Wp=value(Wp), objective=float(prob.value),
-                status=prob.status, lam=lam)
+    return dict(w0=value(w0), W=value(W), Wp=value(Wp), objective=objective,
+                status=status, lam=lam)
 
 
 def fitted(X, M, sol):
@@ -233,22 +241,10 @@ def solve_norm(B, y, form="relaxed", beta=None, solver="CLARABEL"):
         fit = fit - Umat @ zp
         C = _norm_cones(B)
         cons += [C @ z >= 0, C @ zp >= 0]
-    if beta is None:
-        eq = fit == y
-        prob = cp.Problem(cp.Minimize(cost), [eq] + cons)
-    else:
-        eq = None
-        prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(fit - y) + beta * cost), cons)
-    try:
-        prob.solve(solver=solver)
-    except cp.error.SolverError as e:
-        raise SolveFailed(f"{solver}: {e}".splitlines()[0]) from None
-    if prob.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or z.value is None:
-        raise SolveFailed(f"{solver}: {prob.status}")
+    objective, status, lam = _solve(fit, cost, cons, y, beta, solver)
     blocks = lambda v: None if v is None else (np.asarray(v.value).reshape(P, r) * on).T
-    lam = None if eq is None else -np.asarray(eq.dual_value)
-    return dict(w0=None, W=blocks(z), Wp=blocks(zp), objective=float(prob.value),
-                status=prob.status, lam=lam)
+    return dict(w0=None, W=blocks(z), Wp=blocks(zp), objective=objective,
+                status=status, lam=lam)
 
 
 def _norm_cones(B):

@@ -107,12 +107,7 @@ def main(argv=None):
     cax = fig.add_axes((0.945, 0.15, 0.012, 0.7))
     mean_word = "mean" if args.trial_mean == "arithmetic" else "geometric mean"
     fig.colorbar(image, cax=cax, label=f"log10 test MSE ({mean_word} over trials)")
-    try:
-        utils.atomic_save(out, lambda tmp: fig.savefig(tmp, dpi=130))
-    except OSError as e:
-        parser.error(f"cannot write --out {out}: {e.strerror or e}")
-    print(out)
-    return out
+    return utils.save_figure(parser, fig, out)
 
 
 if __name__ == "__main__":

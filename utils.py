@@ -298,6 +298,16 @@ def atomic_save(path, write):
         raise
 
 
+def save_figure(parser, fig, out):
+    """Write a matplotlib figure atomically; an unwritable path is a usage error. Prints it."""
+    try:
+        atomic_save(out, lambda tmp: fig.savefig(tmp, dpi=130))
+    except OSError as e:
+        parser.error(f"cannot write --out {out}: {e.strerror or e}")
+    print(out)
+    return out
+
+
 def run(parser, cell, metrics, result_flags=(), argv=None):
     """Parse flags, sweep the grid with `cell`, save one array per metric; returns main path.
 

@@ -143,3 +143,52 @@ def test_bad_input():
         fast_solver.solve_relu(inst["X"], M, inst["y"], form="other")
     with pytest.raises(ValueError):
         fast_solver.solve_relu(inst["X"], M[:5], inst["y"])
+
+
+@pytest.mark.parametrize("n,d,trial", [(30, 30, 1), (60, 70, 4)])
+def test_stalled_ipm_cells_certify(n, d, trial):
+    """Paper-scale exact skip cells (rec_rate_skip.py --form exact, seed 0) whose interior-point
+    method stalls just above CERT_TOL (gap 1.7e-8, 1.4e-8): the retry from the support and
+    active blocks certifies them."""
+    import utils
+    rng = utils.cell_rng(0, n, d, trial)
+    inst = data.skip_instance(n, d, 0, 0, 0.0, rng)
+    M = patterns.skip_patterns(inst["X"], rng)
+    sol = fast_solver.solve_relu(inst["X"], M, inst["y"], "exact")
+    cert = sol["certificate"]
+    assert max(cert[key] for key in ("residual", "dual_violation", "gap", "cone_violation")) <= fast_solver.CERT_TOL
+    fast_solver.certify_relu(inst["X"], M, inst["y"], sol, "exact")
+
+
+@pytest.mark.parametrize("form,beta", FORMS)
+def test_retry_path_agrees(form, beta, monkeypatch):
+    """The retry after a loose certificate (forced here) returns the same optimum."""
+    inst, M = skip_case(20, 20, 0)  # not recovered: a large working set, a small support
+    base = fast_solver.solve_relu(inst["X"], M, inst["y"], form, beta)
+    calls = []
+
+    def excess(cert):  # the first solve looks loose, the retry better: the retry is taken
+        calls.append(cert)
+        return 2e3 if len(calls) == 1 else 1e3
+
+    monkeypatch.setattr(fast_solver, "_cert_excess", excess)
+    sol = fast_solver.solve_relu(inst["X"], M, inst["y"], form, beta)
+    assert abs(sol["objective"] - base["objective"]) <= 1e-7 * max(abs(base["objective"]), 1e-9)
+    assert len(calls) >= 2  # the first certificate, then the retry's (then the polish's)
+    assert convex.skip_recovered(sol, inst["w"]) == convex.skip_recovered(base, inst["w"])
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_polish_on_the_support(skip):
+    """The Newton polish of a cone-free basis pursuit on its support (the last resort after a
+    stalled interior-point method) keeps the optimum and tightens the certificate."""
+    inst, M = skip_case(20, 20, 0)
+    F = fast_solver.relu_family(inst["X"], M, "relaxed", None, skip)
+    ys = inst["y"] / np.linalg.norm(inst["y"])
+    out, Wfull, cert = fast_solver._solve_scaled(F, ys, None, [0] if skip else ())
+    pol = fast_solver._polish(F, ys, out, Wfull)
+    assert pol is not None
+    pcert = pol[2]
+    assert fast_solver._cert_excess(pcert) <= 1
+    assert abs(pcert["primal"] - cert["primal"]) <= 1e-7 * cert["primal"]
+    assert np.all(np.linalg.norm(pol[1], axis=1)[np.linalg.norm(Wfull, axis=1) == 0] == 0)
