@@ -2,7 +2,7 @@
 PYTHON ?= python3
 DEMO := results/demo
 
-.PHONY: install demo test
+.PHONY: install demo test figures figures-quick
 install:
 	$(PYTHON) -m pip install -q -r requirements.txt
 
@@ -13,3 +13,10 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest -q tests
+
+# Every figure of the issue (reproduce.py): paper scale (hours), or the CI grid (minutes).
+figures: install
+	$(PYTHON) reproduce.py
+
+figures-quick: install
+	$(PYTHON) reproduce.py --quick

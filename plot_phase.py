@@ -1,10 +1,12 @@
 """Phase-transition heatmaps from result files: mean over trials, n across, d up.
 
-    python plot_phase.py RESULT.npy [RESULT2.npy ...] --out FIG.png [--boundary] [--theory]
+    python plot_phase.py RESULT.npy [RESULT2.npy ...] --out FIG.png [--boundary] [--theory] [--fit]
 
 Each RESULT.npy (shape len(nvec) x len(dvec) x sample) is read with its JSON sidecar, which
 gives the grids and the flags named in the title. Several files become panels of one figure.
 For 0/1 metrics (recovery, a condition holding) the colour is the rate with its 0.5 contour.
+--fit locates the transition of each 0/1 panel (transition.py: per d, a logistic fit in n gives
+n50(d) with a bootstrap interval), draws n50(d) on the heatmap and writes FIG_fit.csv.
 """
 import json
 import sys
@@ -63,7 +65,21 @@ def edges(grid):
     return np.append(grid - step / 2, grid[-1] + step / 2)
 
 
+def draw_fit(ax, values, meta):
+    """The logistic n50(d) of a 0/1 panel with its bootstrap interval; returns the table rows."""
+    import transition  # only with --fit
+    rows = transition.table(values, meta["nvec"], meta["dvec"])
+    fitted = [r for r in rows if np.isfinite(r["n50"])]
+    if fitted:
+        n50 = np.array([r["n50"] for r in fitted])
+        err = np.array([[r["n50"] - r["lo"], r["hi"] - r["n50"]] for r in fitted]).T
+        ax.errorbar(n50, [r["d"] for r in fitted], xerr=np.nan_to_num(err), fmt="o-", color="orange",
+                    ms=3, lw=1.2, capsize=2, label="logistic n50 (95% bootstrap)")
+    return rows
+
+
 def panel(ax, values, meta, args):
+    """Draw one heatmap; with --fit on a 0/1 metric, returns the transition table rows."""
     nvec, dvec = np.array(meta["nvec"]), np.array(meta["dvec"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells are meant to stay blank
@@ -84,6 +100,7 @@ def panel(ax, values, meta, args):
                 ax.contour(nvec, dvec, mean, levels=[level], colors="white", linewidths=1.3,
                            linestyles=style)
                 ax.plot([], [], color="white", ls=style, label=name)  # contours have no legend entry
+    rows = draw_fit(ax, values, meta) if getattr(args, "fit", False) and rate else None
     if args.theory:
         d = np.linspace(dvec[0], dvec[-1], 50)
         ax.plot(2 * d, d, color="red", lw=1.2, label="n = 2d (Wendel)")
@@ -94,6 +111,7 @@ def panel(ax, values, meta, args):
     ax.set_xlabel("n (number of samples)")
     ax.set_ylabel("d (dimension)")
     ax.set_title(title(meta), fontsize=9)
+    return rows
 
 
 def main(argv=None):
@@ -103,6 +121,10 @@ def main(argv=None):
     parser.add_argument("--boundary", action="store_true", help="also draw the 0.9 contour of a rate")
     parser.add_argument("--theory", action="store_true", help="overlay the line n = 2d (reference §2)")
     parser.add_argument("--log", action="store_true", help="log colour scale for distances")
+    parser.add_argument("--cols", type=utils.positive_int, default=None,
+                        help="panels per row (default: all in one row)")
+    parser.add_argument("--fit", action="store_true",
+                        help="0/1 panels: logistic fit of the rate in n per d, n50(d) drawn, FIG_fit.csv written")
     args = parser.parse_args(argv)
     out = Path(args.out or Path(args.results[0]).with_suffix(".png"))
     if out.suffix.lower() != ".png":
@@ -110,16 +132,28 @@ def main(argv=None):
     if not out.parent.is_dir():
         parser.error(f"--out {out}: folder {out.parent} does not exist")
     loaded = [load(parser, path) for path in args.results]
-    fig, axes = plt.subplots(1, len(loaded), figsize=(5.2 * len(loaded), 4.2), squeeze=False)
-    for ax, (values, meta) in zip(axes[0], loaded):
-        panel(ax, values, meta, args)
+    cols = min(args.cols or len(loaded), len(loaded))
+    nrows = -(-len(loaded) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 4.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(loaded):]:
+        ax.set_visible(False)
+    tables = []
+    for ax, path, (values, meta) in zip(axes.flat, args.results, loaded):
+        rows = panel(ax, values, meta, args)
+        if rows is not None:
+            tables += [dict(result=Path(path).name, **row) for row in rows]
+        elif args.fit:
+            print(f"plot_phase: --fit: {path} is not a 0/1 rate; not fitted", file=sys.stderr)
+    if args.fit:
+        import transition
+        fit_csv = out.with_name(out.stem + "_fit.csv")
+        try:
+            utils.atomic_save(fit_csv, lambda tmp: transition.write_csv(tmp, tables, extra=["result"]))
+        except OSError as e:
+            parser.error(f"cannot write {fit_csv}: {e.strerror or e}")
+        print(fit_csv)
     fig.tight_layout()
-    try:
-        utils.atomic_save(out, lambda tmp: fig.savefig(tmp, dpi=130))
-    except OSError as e:
-        parser.error(f"cannot write --out {out}: {e.strerror or e}")
-    print(out)
-    return out
+    return utils.save_figure(parser, fig, out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,201 @@
+"""reproduce.py --quick (run once for the module) and what the papers claim of its figures; the
+logistic transition fit (transition.py) on synthetic data with a known 50% point."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+import transition
+from conftest import ROOT
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+# ----- the transition fit -----------------------------------------------------------------
+
+def synthetic(seed, n50=60.0, slope=4.0, trials=10, nvec=np.arange(10, 201, 10)):
+    """0/1 outcomes of the logistic model P = 1 / (1 + (n / n50)^-slope)."""
+    p = 1 / (1 + (nvec / n50) ** -slope)
+    return nvec, (np.random.default_rng(seed).random((len(nvec), trials)) < p[:, None]).astype(float)
+
+
+def test_fit_finds_a_known_50_percent_point():
+    """20 independent data sets of 200 trials each: the estimates centre on the true n50 = 60
+    (their spread is about 5%), and the 95% bootstrap interval covers it in most of them."""
+    estimates, covered = [], 0
+    for seed in range(20):
+        nvec, y = synthetic(seed)
+        result = transition.fit(nvec, y)
+        lo, hi = transition.bootstrap(nvec, y)
+        assert result["reason"] == "" and lo < result["n50"] < hi
+        estimates.append(result["n50"])
+        covered += lo <= 60 <= hi
+    assert abs(np.median(estimates) / 60 - 1) < 0.04
+    assert max(abs(np.array(estimates) / 60 - 1)) < 0.15
+    assert covered >= 16  # 19 expected of a 95% interval; 16 or more with probability 0.98
+
+
+def test_fit_is_the_maximum_likelihood_estimate():
+    """Where the outcomes do not separate, the weak ridge on the slope changes n50 by < 0.5%:
+    compare with a direct maximisation of the per-trial Bernoulli likelihood."""
+    nvec, y = synthetic(3, trials=5)
+    n = np.repeat(nvec, y.shape[1]).astype(float)
+    outcome = y.ravel()
+
+    def nll(params):
+        z = params[0] + params[1] * np.log(n)
+        return np.sum(outcome * np.logaddexp(0, -z) + (1 - outcome) * np.logaddexp(0, z))
+    a, b = minimize(nll, [0.0, 1.0], method="Nelder-Mead", options=dict(xatol=1e-10, fatol=1e-12,
+                                                                         maxiter=20000)).x
+    assert transition.fit(nvec, y)["n50"] == pytest.approx(np.exp(-a / b), rel=5e-3)
+
+
+def test_separated_outcomes_put_n50_in_the_gap():
+    nvec = np.arange(10, 101, 10)
+    y = np.repeat((nvec >= 50)[:, None], 5, 1).astype(float)
+    result = transition.fit(nvec, y)
+    assert 40 < result["n50"] < 50 and result["slope"] > 5
+
+
+@pytest.mark.parametrize("outcomes,reason", [
+    (np.zeros((5, 3)), "rate 0 on the whole grid (n50 > 50)"),
+    (np.ones((5, 3)), "rate 1 on the whole grid (n50 < 10)"),
+    (np.full((5, 3), np.nan), "no defined trials"),
+    (np.vstack([np.full((4, 3), np.nan), [[1, 0, 1]]]), "one value of n only (50)"),
+    (np.repeat([[1], [1], [0], [0], [0]], 3, 1), "rate does not increase with n"),
+    (np.repeat([[0], [0], [0], [0], [1]], 1, 1) * np.array([[1, 0, 0]]), "50% point off the grid"),
+])
+def test_degenerate_d_gives_nan_and_a_reason(outcomes, reason):
+    nvec = [10, 20, 30, 40, 50]
+    result = transition.fit(nvec, outcomes)
+    assert np.isnan(result["n50"]) and result["reason"].startswith(reason)
+    assert all(np.isnan(transition.bootstrap(nvec, outcomes))) or "off the grid" in reason
+
+
+def test_table_and_csv(tmp_path):
+    """A d with undefined cells (NaN, e.g. n < d) is fitted on its defined trials; a degenerate
+    d is a row with an empty n50 and the reason; the CSV reads back."""
+    nvec, y = synthetic(0, nvec=np.arange(10, 201, 10))
+    values = np.stack([y, np.zeros_like(y), np.where(nvec[:, None] < 30, np.nan, y)], axis=1)
+    rows = transition.table(values, nvec, [10, 20, 30])
+    assert rows[0]["n50"] == pytest.approx(rows[2]["n50"], rel=0.1) and rows[0]["wendel_n"] == 20
+    assert rows[0]["n50_over_d"] == pytest.approx(rows[0]["n50"] / 10)
+    assert np.isnan(rows[1]["n50"]) and rows[1]["reason"].startswith("rate 0")
+    transition.write_csv(tmp_path / "t.csv", [dict(result="x.npy", **r) for r in rows], extra=["result"])
+    back = transition.read_csv(tmp_path / "t.csv")
+    assert [r["d"] for r in back] == [10, 20, 30] and back[0]["n50"] == pytest.approx(rows[0]["n50"], rel=1e-5)
+    assert np.isnan(back[1]["n50"]) and back[1]["reason"] == rows[1]["reason"] and back[0]["result"] == "x.npy"
+
+
+# ----- reproduce.py --quick -----------------------------------------------------------------
+
+def reproduce(*flags):
+    return subprocess.run([sys.executable, str(ROOT / "reproduce.py"), *flags], capture_output=True, text=True,
+                          cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """The CI variant, once: figures, fit CSVs, summary and manifest in a tmp folder."""
+    root = tmp_path_factory.mktemp("reproduce")
+    proc = reproduce("--quick", "--out", str(root / "figures"), "--results", str(root / "results"))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    manifest = json.loads((root / "figures" / "manifest.json").read_text())
+    return dict(root=root, out=root / "figures", manifest=manifest, stdout=proc.stdout)
+
+
+def load(file):
+    return np.load(file), json.loads(open(str(file).replace(".npy", ".json")).read())
+
+
+def panels(quick, fig):
+    return quick["manifest"]["figures"][str(fig)]["panels"]
+
+
+def test_every_figure_and_the_summary_are_written(quick):
+    out = quick["out"]
+    assert quick["stdout"].strip().splitlines()[-1] == str(out / "summary.md")
+    assert sorted(quick["manifest"]["figures"]) == [str(f) for f in range(1, 8)]
+    for info in quick["manifest"]["figures"].values():
+        assert open(info["png"], "rb").read(8) == PNG
+    for name in ("fig1_rec_rate_skip", "fig2_rec_rate_skip_optx", "fig5_rec_rate_norm", "fig6_nic"):
+        assert (out / f"{name}_fit.csv").exists()
+    summary = (out / "summary.md").read_text()
+    assert "| d | n50 |" in summary and summary.count("## Figure") == 7
+    assert len((out / "summary.csv").read_text().splitlines()) > 20
+
+
+def test_relaxed_skip_transition_sits_near_2d(quick):
+    """Gaussian data, optw 0: n50/d within [1.8, 3.2] for every d of the quick grid (Wendel's
+    n = 2d is the 50% point of the all-ones pattern; recovery is near-certain from 2.5-3d, §7)."""
+    relaxed = panels(quick, 1)[0]
+    assert relaxed["label"] == "relaxed, optw 0"
+    _, meta = load(relaxed["file"])
+    fits = [r for r in transition.read_csv(quick["out"] / "fig1_rec_rate_skip_fit.csv")
+            if r["result"] == relaxed["file"].split("/")[-1]]
+    assert [r["d"] for r in fits] == meta["dvec"]
+    for r in fits:
+        assert 1.8 <= r["n50_over_d"] <= 3.2, r
+        assert r["lo"] <= r["n50"] <= r["hi"]
+
+
+def test_all_ones_pattern_is_never_recovered_by_the_relaxed_program(quick):
+    """Where D = I is a pattern the relaxed skip optimum is a tie: never a recovery."""
+    runs = [p for p in panels(quick, 1) if p["label"].startswith("relaxed")] + panels(quick, 2)
+    with_all_ones = recovered = 0
+    for p in runs:
+        rec, all_ones = np.load(p["file"]), np.load(p["all_ones"])
+        assert not np.any((rec == 1) & (all_ones == 1)), p["label"]
+        with_all_ones += np.sum(all_ones == 1)
+        recovered += np.sum(rec == 1)
+    assert with_all_ones > 50 and recovered > 50  # both cases occur in the quick grid
+
+
+def test_where_a_condition_holds_the_program_recovered(quick):
+    """gap = rec - holds >= 0 on every trial, for the skip and the normalization conditions."""
+    for p in panels(quick, 6):
+        if "gap" in p:
+            gap, _ = load(p["gap"])
+            holds, _ = load(p["file"])
+            assert np.nanmin(gap) >= 0, p["label"]
+            assert np.nansum(holds) > 0, p["label"]  # the condition held somewhere
+
+
+def test_dis_abs_grows_with_sigma_above_the_transition(quick):
+    """Above the transition (n >= 3d) the minimal-norm skip solution moves away from w in
+    proportion to the noise: the same instances and noise direction at every sigma."""
+    sigmas = [float(p["label"].split()[-1]) for p in panels(quick, 3)]
+    assert sigmas == [0, 0.05, 0.1, 0.2]
+    arrays = []
+    for p in panels(quick, 3):
+        values, meta = load(p["file"])
+        above = np.array(meta["nvec"])[:, None] >= 3 * np.array(meta["dvec"])[None, :]
+        arrays.append(values[above])
+    means = [a.mean() for a in arrays]
+    assert means[0] < 1e-6 and means[1] < means[2] < means[3]
+    ratios = np.array(means[1:]) / np.array(sigmas[1:])
+    assert ratios.max() < 1.5 * ratios.min()  # roughly proportional to sigma
+    increasing = np.all(np.diff(np.stack(arrays), axis=0) > 0, axis=0)
+    assert increasing.mean() > 0.9  # and per trial, almost everywhere
+
+
+def test_a_second_run_resumes(quick):
+    """Re-running a figure computes no cell again and keeps the other figures listed."""
+    proc = reproduce("--quick", "--only", "3", "--out", str(quick["out"]), "--results",
+                     str(quick["root"] / "results"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweeps = [line for line in proc.stdout.splitlines() if line.startswith("reproduce: minnrm_skip:")]
+    assert len(sweeps) == 4 and all("resumed)" in line for line in sweeps)
+    manifest = json.loads((quick["out"] / "manifest.json").read_text())
+    assert sorted(manifest["figures"]) == [str(f) for f in range(1, 8)]
+
+
+@pytest.mark.parametrize("flags", [["--only", "9"], ["--only", "one"], ["--jobs", "0"], ["--bogus"],
+                                   ["--out", "/proc/forbidden"]])
+def test_bad_input_is_one_line_and_exit_2(flags):
+    proc = reproduce(*flags)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
