@@ -6,7 +6,6 @@ generator it is handed (see utils.cell_rng).
 import numpy as np
 
 OPTX = {0: "Gaussian", 1: "cubic Gaussian", 2: "whitened Gaussian", 3: "whitened cubic Gaussian"}
-OPTW_SKIP = {0: "Gaussian", 1: "smallest singular direction"}
 
 
 def make_X(n, d, optx, rng):
@@ -56,8 +55,6 @@ def skip_instance(n, d, optx, optw, sigma, rng):
 
 
 # ----- planted ReLU neurons: normalization-layer and plain-ReLU experiments -----------------
-
-OPTW_RELU = {0: "Gaussian columns", 1: "e_1 ... e_k", 2: "the pair (u, -u)"}
 
 
 class NeverActive(ValueError):

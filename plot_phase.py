@@ -20,9 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
+import data  # noqa: E402
 import utils  # noqa: E402
 
-OPTX = {0: "Gaussian", 1: "cubic Gaussian", 2: "whitened Gaussian", 3: "whitened cubic"}
 METRICS = {"rec": "recovery of the planted model", "all_ones": "all-ones pattern present",
            "dis_abs": "distance to the planted weights", "dis_test": "test error ||f(X_test) - y_test||",
            "loss": "final training loss", "holds": "neural isometry condition holds",
@@ -53,7 +53,7 @@ def is_rate(values):
 def title(meta):
     flags = meta["flags"]
     words = [f"{meta['experiment']}: {METRICS.get(meta['metric'], meta['metric'])}",
-             f"{OPTX.get(flags.get('optx'), flags.get('optx'))} X, optw {flags.get('optw')}"]
+             f"{data.OPTX.get(flags.get('optx'), flags.get('optx'))} X, optw {flags.get('optw')}"]
     words += [f"{k} {flags[k]}" for k in TITLE_FLAGS if flags.get(k) is not None]
     return "\n".join([words[0], ", ".join(words[1:])])
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+import data
 import utils
 
 ROOT = Path(__file__).resolve().parent
@@ -139,7 +140,7 @@ def figure1(r):
 
 def figure2(r):
     panels = []
-    for optx, kind in enumerate(("Gaussian", "cubic Gaussian", "whitened Gaussian", "whitened cubic")):
+    for optx, kind in data.OPTX.items():
         files = r.sweep("rec_rate_skip.py", *skip_flags(r, optx=optx))
         panels.append(dict(panel(f"optx {optx} ({kind})", files["rec"]), all_ones=str(files["all_ones"])))
     png = r.plot("fig2_rec_rate_skip_optx.png", [p["file"] for p in panels], "--theory", "--boundary", "--fit",
