@@ -25,8 +25,9 @@ class SolveFailed(RuntimeError):
     """A solver returned no usable solution; the sweep records the status and goes on."""
 
 
-def _solve(fit, cost, cons, y, beta, solver):
-    """Minimise cost s.t. fit == y (beta None), or 1/2 ||fit - y||^2 + beta cost, under cons.
+def _solve(fit, cost, cons, y, beta, solver, opts=None):
+    """Minimise cost s.t. fit == y (beta None), or 1/2 ||fit - y||^2 + beta cost, under cons;
+    opts: the solver's own settings (e.g. Clarabel's tol_gap_rel).
 
     Returns (objective, status, lam); lam is the equality's dual vector (None for training).
     """
@@ -37,7 +38,7 @@ def _solve(fit, cost, cons, y, beta, solver):
         eq = None
         prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(fit - y) + beta * cost), cons)
     try:
-        prob.solve(solver=solver)
+        prob.solve(solver=solver, **(opts or {}))
     except cp.error.SolverError as e:
         raise SolveFailed(f"{solver}: {e}".splitlines()[0]) from None
     if prob.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or prob.value is None:
@@ -46,7 +47,7 @@ def _solve(fit, cost, cons, y, beta, solver):
     return float(prob.value), prob.status, None if eq is None else -np.asarray(eq.dual_value)
 
 
-def solve_relu(X, M, y, form="relaxed", beta=None, skip=True, solver="CLARABEL"):
+def solve_relu(X, M, y, form="relaxed", beta=None, skip=True, solver="CLARABEL", opts=None):
     """Solve one of the programs above: `form` relaxed/exact, or beta given for training.
 
     Returns dict(w0, W, Wp, objective, status, lam); w0 is None without skip, Wp is None for
@@ -73,7 +74,7 @@ def solve_relu(X, M, y, form="relaxed", beta=None, skip=True, solver="CLARABEL")
     if skip:
         fit = fit + X @ w0
         cost = cost + cp.norm(w0, 2)
-    objective, status, lam = _solve(fit, cost, cons, y, beta, solver)
+    objective, status, lam = _solve(fit, cost, cons, y, beta, solver, opts)
     value = lambda v: None if v is None else np.asarray(v.value)
     return dict(w0=value(w0), W=value(W), Wp=value(Wp), objective=objective,
                 status=status, lam=lam)
@@ -188,29 +189,58 @@ def plain_distances(sol, planted, cols, inst):
                 dis_test=float(np.linalg.norm(f - inst["y_test"])))
 
 
-def norm_blocks(X, M):
+def norm_blocks(X, M, buckets=4):
     """Compact SVDs D_i X = U_i Sigma_i V_i^T of every pattern (§3e), rank-0 patterns dropped.
 
     Returns dict(X, M, rank, U, T, S) for the P kept patterns, zero-padded to r = max rank:
     U (P, n, r) the U_i, T (P, d, r) = V_i Sigma_i^-1 (block -> first-layer direction),
     S (P, r, d) = Sigma_i V_i^T (first-layer direction -> block). Rank: singular values above
     max(n, d) * eps * the largest one (numpy's matrix_rank rule).
+
+    The zero rows of D_i X change neither Sigma_i nor V_i, so each SVD runs on the active rows
+    only, stacked in `buckets` groups of similar pattern size (about half the work of SVDs of
+    the n x d matrices D_i X; the result is the same up to rounding).
     """
     n, d = X.shape
-    A = M.T[:, :, None] * X[None]  # P x n x d: the D_i X
-    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    M = np.asarray(M, bool)
+    P = M.shape[1]
+    r = min(n, d)
+    U = np.zeros((P, n, r))
+    s = np.zeros((P, r))
+    Vt = np.zeros((P, r, d))
+    size = M.sum(0)
+    for grp in np.array_split(np.argsort(size, kind="stable"), buckets):
+        m = int(size[grp].max(initial=0))
+        if m == 0:
+            continue  # all-zero patterns: rank 0, dropped below
+        rows = np.argsort(~M[:, grp].T, axis=1, kind="stable")[:, :m]  # active rows first
+        on_row = np.take_along_axis(M[:, grp].T, rows, 1)
+        u, sv, vt = np.linalg.svd(X[rows] * on_row[:, :, None], full_matrices=False)
+        k = sv.shape[1]
+        Ug = np.zeros((len(grp), n, k))
+        Ug[np.arange(len(grp))[:, None], rows] = u * on_row[:, :, None]
+        U[grp, :, :k], s[grp, :k], Vt[grp, :k] = Ug, sv, vt
     on = s > s[:, :1] * max(n, d) * np.finfo(float).eps
     rank = on.sum(1)
     keep = rank > 0
-    r = int(rank.max())
-    U, s, Vt, on = U[keep, :, :r], s[keep, :r], Vt[keep, :r], on[keep, :r]
+    r = int(rank.max(initial=0))
+    if not keep.all() or r < U.shape[2]:  # (copies: skipped in the usual full-rank case)
+        U, s, Vt, on = U[keep, :, :r], s[keep, :r], Vt[keep, :r], on[keep, :r]
+    if not on.all():  # rank-deficient patterns: zero their padding coordinates
+        U = U * on[:, None, :]
+        Vt = Vt * on[:, :, None]
     inv = np.where(on, 1 / np.where(on, s, 1), 0)
-    return dict(X=X, M=M[:, keep], rank=rank[keep], U=U * on[:, None, :],
-                T=np.transpose(Vt, (0, 2, 1)) * inv[:, None, :],
-                S=(Vt * s[:, :, None]) * on[:, :, None])
+    return dict(X=X, M=M[:, keep], rank=rank[keep], U=U,
+                T=np.transpose(Vt, (0, 2, 1)) * inv[:, None, :], S=Vt * s[:, :, None])
 
 
-def solve_norm(B, y, form="relaxed", beta=None, solver="CLARABEL"):
+def norm_cone_matrices(B, idx=slice(None)):
+    """The cone matrices (2D_i - I) X V_i Sigma_i^-1 of §3e for the patterns idx (default all):
+    shape (P, n, r), or (n, r) for one pattern."""
+    return (2.0 * B["M"][:, idx].T[..., None] - 1) * (B["X"] @ B["T"][idx])
+
+
+def solve_norm(B, y, form="relaxed", beta=None, solver="CLARABEL", opts=None):
     """The normalization-layer programs of §3e on the blocks B of norm_blocks.
 
         relaxed: min sum_i ||w_i||                s.t. sum_i U_i w_i = y
@@ -241,7 +271,7 @@ def solve_norm(B, y, form="relaxed", beta=None, solver="CLARABEL"):
         fit = fit - Umat @ zp
         C = _norm_cones(B)
         cons += [C @ z >= 0, C @ zp >= 0]
-    objective, status, lam = _solve(fit, cost, cons, y, beta, solver)
+    objective, status, lam = _solve(fit, cost, cons, y, beta, solver, opts)
     blocks = lambda v: None if v is None else (np.asarray(v.value).reshape(P, r) * on).T
     return dict(w0=None, W=blocks(z), Wp=blocks(zp), objective=objective,
                 status=status, lam=lam)
@@ -251,7 +281,7 @@ def _norm_cones(B):
     """The sparse block-diagonal matrix of the cones (2D_i - I) X V_i Sigma_i^-1 w_i >= 0."""
     import scipy.sparse as sparse
     P, n, r = B["U"].shape
-    A = (2.0 * B["M"].T[:, :, None] - 1) * np.einsum("td,pdr->ptr", B["X"], B["T"])  # P x n x r
+    A = norm_cone_matrices(B)
     p, t, c = np.nonzero(A)
     return sparse.csr_matrix((A[p, t, c], (p * n + t, p * r + c)), shape=(P * n, P * r))
 

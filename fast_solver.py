@@ -45,13 +45,14 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.optimize import nnls
 
-from convex import SolveFailed
+from convex import SolveFailed, norm_cone_matrices
 
 CERT_TOL = 1e-8      # certificate: relative residual, dual violation and gap must be below
 IPM_TOL = 1e-10      # interior-point stopping tolerance (relative)
 TIE_TOL = 1e-6       # a dual constraint within this of 1 is active: its block may be optimal
 SLACK_COST = 1e3     # exact penalty of the feasibility slack (>> any dual lam entry we meet)
 MAX_ITER = 80
+PROJ_MEMORY = 2 ** 28  # bytes of cached n x n projectors per working set (normalization blocks)
 PRUNE_TOL = 1e-4     # the retry after a loose certificate keeps the blocks with v_g >= 1 - this
 
 
@@ -112,7 +113,8 @@ class ReluBlocks:
 class DenseBlocks:
     """Explicit blocks A_g = sign_g U[base_g] (U: (Pb, n, d) base matrices, zero-padded to a
     common width d: padded coordinates only enter the norm, so they are 0 at the optimum),
-    with cones G[base_g] w >= 0 (G: (Pb, m, d)) on blocks flagged `cone`. The normalization
+    with cones G[base_g] w >= 0 (G: (Pb, m, d), or anything indexed like it) on blocks flagged
+    `cone`. The normalization
     layer of §3e: U_i from the compact SVD of D_i X, G_i = (2 D_i - I) X V_i Sigma_i^-1.
     Blocks index the base arrays, so the +- copies of the exact form share memory."""
 
@@ -123,6 +125,7 @@ class DenseBlocks:
         self.cone = np.asarray(cone, bool)
         self.k = len(self.base)
         self.n, self.d = U.shape[1], U.shape[2]
+        self._proj = None  # the projectors U_b U_b^T, once gram needs them
 
     def subset(self, idx):
         # a compact copy of the base blocks used: every product then runs over these only
@@ -131,7 +134,13 @@ class DenseBlocks:
                            None if self.G is None else self.G[ub])
 
     def apply(self, Wb):
-        return np.einsum("gnd,gd->n", self.U[self.base], Wb * self.sg[:, None])
+        # summed per base block first: the zero blocks (most of them, in a certificate) and
+        # the copies of a base block then cost nothing
+        Wbase = np.zeros((len(self.U), self.d))
+        np.add.at(Wbase, self.base, Wb * self.sg[:, None])
+        used = np.flatnonzero(Wbase.any(1))
+        U = self.U if len(used) == len(self.U) else self.U[used]
+        return np.einsum("gnd,gd->n", U, Wbase[used])
 
     def adjoint(self, lam):
         # one product over the distinct base blocks, then gathered
@@ -139,8 +148,16 @@ class DenseBlocks:
         return V[self.base] * self.sg[:, None]
 
     def gram(self, c):
-        keep = np.flatnonzero(c > 0)
-        B = self.U[self.base[keep]] * np.sqrt(c[keep])[:, None, None]
+        """sum_g c_g A_g A_g^T = sum_b (summed c)_b U_b U_b^T over the base blocks. A working
+        set's projectors U_b U_b^T are computed once and kept (when they fit in PROJ_MEMORY):
+        each IPM iteration is then a weighted sum of n x n matrices, not an n x (k d) product."""
+        cb = np.bincount(self.base, weights=c, minlength=len(self.U))
+        if self._proj is None and len(self.U) * self.n ** 2 * 8 <= PROJ_MEMORY:
+            self._proj = self.U @ self.U.transpose(0, 2, 1)
+        if self._proj is not None:
+            return np.tensordot(cb, self._proj, axes=1)
+        keep = np.flatnonzero(cb > 0)
+        B = self.U[keep] * np.sqrt(cb[keep])[:, None, None]
         B = B.transpose(1, 0, 2).reshape(self.n, -1)
         return B @ B.T
 
@@ -533,12 +550,14 @@ def _working_set(F, y, rho=None, init=(), max_rounds=30, add=50):
     if not ws:
         # no skip block: start from the blocks most correlated with the least-squares dual
         # lam = (sum_g A_g A_g^T)^-1 y (a cheap guess of the optimal dual), enough of them to
-        # span y: about n/d
-        H = F.gram(np.ones(F.k))
-        H[np.diag_indices(F.n)] += 1e-10 * np.trace(H) / F.n
+        # span y: about n/d. Only for ReLU blocks, where that matrix is (XX^T) o (MM^T): for
+        # dense blocks it costs n^2 P d, more than the whole solve, and saves no round
         top = int(np.ceil(F.n / F.d)) + 1
-        score = np.linalg.norm(F.adjoint(sla.solve(H, y, assume_a="pos")), axis=1)
-        ws = [int(g) for g in np.argsort(-score)[:top]]
+        if isinstance(F, ReluBlocks):
+            H = F.gram(np.ones(F.k))
+            H[np.diag_indices(F.n)] += 1e-10 * np.trace(H) / F.n
+            score = np.linalg.norm(F.adjoint(sla.solve(H, y, assume_a="pos")), axis=1)
+            ws = [int(g) for g in np.argsort(-score)[:top]]
         # and the blocks most correlated with y itself (orthonormal U_i: the best single fits)
         ws += [int(g) for g in np.argsort(-np.linalg.norm(F.adjoint(y), axis=1))[:top]]
         ws = list(dict.fromkeys(ws))  # a block twice would split its weight between copies
@@ -840,6 +859,18 @@ def recovered(sol, w, tol=1e-4):
 # ------------------------------------------------------------------------------------------
 # The normalization-layer programs of reference §3e.
 
+class _LazyCones:
+    """G[idx] = the cone matrices of the patterns idx, computed when asked: the solver needs
+    them only for the blocks of the working set and for the few whose dual constraint needs
+    an NNLS, and all P of them cost as much as the solve."""
+
+    def __init__(self, B):
+        self.B = B
+
+    def __getitem__(self, idx):
+        return norm_cone_matrices(self.B, idx)
+
+
 def norm_family(B, form="relaxed", beta=None):
     """Blocks of the normalization programs on the blocks B of convex.norm_blocks: relaxed
     U_i per pattern; exact/training U_i (w_i) then -U_i (w_i'), with the cones
@@ -849,7 +880,7 @@ def norm_family(B, form="relaxed", beta=None):
     cones = form == "exact" or beta is not None
     G = None
     if cones:
-        G = (2.0 * B["M"].T[:, :, None] - 1) * np.einsum("td,pdr->ptr", B["X"], B["T"])
+        G = _LazyCones(B)
         base, signs = np.r_[np.arange(P), np.arange(P)], np.r_[np.ones(P), -np.ones(P)]
     else:
         base, signs = np.arange(P), np.ones(P)

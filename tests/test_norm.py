@@ -42,10 +42,12 @@ def test_compact_svd_blocks():
     rng = np.random.default_rng(0)
     X = data.make_X(30, 6, 0, rng)
     M = patterns.sample_patterns(X, 40, rng)
-    M = np.column_stack([M, np.zeros(30, bool), np.eye(30, dtype=bool)[:, :1]])  # ranks 0 and 1
+    small = np.arange(30)[:, None] < np.array([1, 3, 5])  # ranks 1, 3, 5
+    M = np.column_stack([M[:, :20], np.zeros(30, bool), small, M[:, 20:]])  # and rank 0
     B = convex.norm_blocks(X, M)
     assert B["M"].shape[1] == M.shape[1] - 1  # the rank-0 pattern is dropped
-    assert B["rank"][-1] == 1 and B["rank"].max() == 6
+    assert (B["M"] == np.delete(M, 20, axis=1)).all()  # the others keep their order
+    assert list(B["rank"][20:23]) == [1, 3, 5] and (B["rank"] == np.minimum(B["M"].sum(0), 6)).all()
     for i in range(B["M"].shape[1]):
         r = B["rank"][i]
         U, T, S = B["U"][i][:, :r], B["T"][i][:, :r], B["S"][i][:r]
