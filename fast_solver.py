@@ -126,6 +126,7 @@ class DenseBlocks:
         self.k = len(self.base)
         self.n, self.d = U.shape[1], U.shape[2]
         self._proj = None  # the projectors U_b U_b^T, once gram needs them
+        self._gc = None  # (ci, G of the blocks ci)
 
     def subset(self, idx):
         # a compact copy of the base blocks used: every product then runs over these only
@@ -164,14 +165,20 @@ class DenseBlocks:
     def cols(self, U):
         return np.einsum("gnd,gd->ng", self.U[self.base], U * self.sg[:, None])
 
+    def _cones(self, ci):
+        """G of the cone blocks ci, gathered once per IPM (ci is the same at every iteration)."""
+        if self._gc is None or not np.array_equal(self._gc[0], ci):
+            self._gc = (ci, self.G[self.base[ci]])
+        return self._gc[1]
+
     def g_apply(self, ci, Wc):
-        return np.einsum("gmd,gd->gm", self.G[self.base[ci]], Wc)
+        return np.einsum("gmd,gd->gm", self._cones(ci), Wc)
 
     def g_adjoint(self, ci, Z):
-        return np.einsum("gmd,gm->gd", self.G[self.base[ci]], Z)
+        return np.einsum("gmd,gm->gd", self._cones(ci), Z)
 
     def g_gram(self, ci, C):
-        G = self.G[self.base[ci]]
+        G = self._cones(ci)
         return np.einsum("gmi,gm,gmj->gij", G, C, G, optimize=True)
 
     def a_t(self, ci):
