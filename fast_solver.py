@@ -114,9 +114,9 @@ class DenseBlocks:
     """Explicit blocks A_g = sign_g U[base_g] (U: (Pb, n, d) base matrices, zero-padded to a
     common width d: padded coordinates only enter the norm, so they are 0 at the optimum),
     with cones G[base_g] w >= 0 (G: (Pb, m, d), or anything indexed like it) on blocks flagged
-    `cone`. The normalization
-    layer of §3e: U_i from the compact SVD of D_i X, G_i = (2 D_i - I) X V_i Sigma_i^-1.
-    Blocks index the base arrays, so the +- copies of the exact form share memory."""
+    `cone`. The normalization layer of §3e: U_i from the compact SVD of D_i X,
+    G_i = (2 D_i - I) X V_i Sigma_i^-1. Blocks index the base arrays, so the +- copies of the
+    exact form share memory."""
 
     def __init__(self, U, base, signs, cone, G=None):
         self.U, self.G = U, G
@@ -398,7 +398,6 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
                     continue
             if Lc is None:
                 break  # numerical breakdown: keep the best iterate
-            # triangular inverses (LAPACK trtri: a third of the work of a general inverse)
             Linv = np.linalg.inv(Lc)
             R = (Linv[:, :, 1:] @ F.a_t(ci)).reshape(-1, n)
         H = F.gram(np.where(F.cone, 0.0, WQ.eta ** 2))
