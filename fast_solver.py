@@ -20,15 +20,19 @@ Method (chosen by measurement, see bench_solvers.py and the report of issue 4):
   (X X^T) o (M diag(eta^2) M^T) + V V^T: two n x P x n products per iteration, no n x Pd matrix.
 - a working set: the interior-point method runs on the blocks that can be active, grown by the
   most violated dual constraints of the whole family (all block products X^T (M o lam) in one
-  matrix product); cone blocks need an NNLS projection to evaluate their dual constraint.
+  matrix product); cone blocks need an NNLS projection to evaluate their dual constraint,
+  first bounded from above by a batched projected-gradient screen, which settles most blocks.
+  A round's subproblem is solved to ROUND_TOL only, and taken on to IPM_TOL from the same
+  iterate where that finds no block to add (most rounds are not the last).
   Blocks whose dual constraint is active (== 1, a possible tie) always join the working set, so
   that the interior-point method, which converges to the relative interior of the optimal
   face, sees every optimal solution: on a tie (e.g. the all-ones pattern next to the skip
   block) the returned point spreads over the tied blocks, exactly like CVXPY + Clarabel.
-- starting working sets: the skip block (skip forms); the blocks best correlated with y and
-  with the least-squares dual (plain / normalization, relaxed); the support of the relaxed
-  optimum, both signs (their cone forms): cone blocks cost n d^2 + n^2 d each per iteration,
-  so they should enter only where needed.
+- cone forms start from their relaxation (the same program without cones, cheap): where its
+  optimum is unique and meets the cones it is the cone form's optimum (`_via_relaxation`),
+  else its support, both signs, is the starting working set (cone blocks cost n d^2 + n^2 d
+  each per iteration, so they should enter only where needed). Other starting sets: the
+  skip block; the blocks best correlated with y and with the least-squares dual.
 - an exact-penalty l1 slack (cost SLACK_COST per unit) keeps every working-set subproblem
   feasible; a slack left over at the end means the program itself is infeasible.
 - a certificate from the final primal point and a dual-feasible lam (lam scaled down by its
@@ -43,16 +47,19 @@ import warnings
 
 import numpy as np
 import scipy.linalg as sla
+from scipy.linalg import blas, lapack
 from scipy.optimize import nnls
 
 from convex import SolveFailed, norm_cone_matrices
 
 CERT_TOL = 1e-8      # certificate: relative residual, dual violation and gap must be below
 IPM_TOL = 1e-10      # interior-point stopping tolerance (relative)
+ROUND_TOL = 1e-6     # ... of a working-set round that may not be the last
 TIE_TOL = 1e-6       # a dual constraint within this of 1 is active: its block may be optimal
 SLACK_COST = 1e3     # exact penalty of the feasibility slack (>> any dual lam entry we meet)
 MAX_ITER = 80
 PROJ_MEMORY = 2 ** 28  # bytes of cached n x n projectors per working set (normalization blocks)
+SCREEN_MIN = 20      # a batch screen of the cone blocks' dual values pays from this many
 PRUNE_TOL = 1e-4     # the retry after a loose certificate keeps the blocks with v_g >= 1 - this
 
 
@@ -71,6 +78,9 @@ class ReluBlocks:
         self.XXt = X @ X.T if XXt is None else XXt
         self.n, self.d = X.shape
         self.k = self.Mk.shape[1]
+        self._at = None
+        self.mu_cache = {}  # block -> its last NNLS cone multiplier (see _dual_values)
+        self.lip_cache = {}  # block -> ||G_g||^2 estimate (see _cone_screen)
 
     def subset(self, idx):
         return ReluBlocks(self.X, self.Mk[:, idx], self.sg[idx], self.cone[idx], self.XXt)
@@ -98,13 +108,20 @@ class ReluBlocks:
     def g_adjoint(self, ci, Z):
         return (Z * (2 * self.Mk[:, ci].T - 1)) @ self.X
 
+    def g_ops(self, gs):
+        """(W -> G_g w_g, Z -> G_g^T z_g) over the blocks gs (see DenseBlocks.g_ops)."""
+        S = 2 * self.Mk[:, gs].T - 1
+        return (lambda W: (self.X @ W.T).T * S), (lambda Z: (Z * S) @ self.X)
+
     def g_gram(self, ci, C):
         """G_g^T diag(c_g) G_g = X^T diag(c_g) X (the signs square to 1), shape (kc, d, d)."""
         return (self.X.T[None] * C[:, None, :]) @ self.X  # batched BLAS (einsum's loops are 5x slower)
 
     def a_t(self, ci):
-        """The A_g^T of the cone blocks, explicit: (kc, d, n)."""
-        return self.X.T[None] * (self.Mk[:, ci].T * self.sg[ci, None])[:, None, :]
+        """The A_g^T of the cone blocks, explicit: (kc, d, n), kept for the IPM's iterations."""
+        if self._at is None or not np.array_equal(self._at[0], ci):
+            self._at = (ci, self.X.T[None] * (self.Mk[:, ci].T * self.sg[ci, None])[:, None, :])
+        return self._at[1]
 
     def g_matrix(self, g):
         return (2 * self.Mk[:, g] - 1)[:, None] * self.X
@@ -127,6 +144,9 @@ class DenseBlocks:
         self.n, self.d = U.shape[1], U.shape[2]
         self._proj = None  # the projectors U_b U_b^T, once gram needs them
         self._gc = None  # (ci, G of the blocks ci)
+        self._at = None  # (ci, A^T of the blocks ci)
+        self.mu_cache = {}  # block -> its last NNLS cone multiplier (see _dual_values)
+        self.lip_cache = {}  # block -> ||G_g||^2 estimate (see _cone_screen)
 
     def subset(self, idx):
         # a compact copy of the base blocks used: every product then runs over these only
@@ -177,12 +197,22 @@ class DenseBlocks:
     def g_adjoint(self, ci, Z):
         return np.einsum("gmd,gm->gd", self._cones(ci), Z)
 
+    def g_ops(self, gs):
+        """(W -> G_g w_g, Z -> G_g^T z_g) over the blocks gs, for batches of many blocks of
+        the whole family: with lazy cones (`_LazyCones.ops`) without forming them."""
+        if hasattr(self.G, "ops"):
+            return self.G.ops(self.base[gs])
+        G = self.G[self.base[gs]]
+        return (lambda W: np.einsum("gmd,gd->gm", G, W)), (lambda Z: np.einsum("gmd,gm->gd", G, Z))
+
     def g_gram(self, ci, C):
         G = self._cones(ci)
         return (G.transpose(0, 2, 1) * C[:, None, :]) @ G
 
     def a_t(self, ci):
-        return self.U[self.base[ci]].transpose(0, 2, 1) * self.sg[ci, None, None]
+        if self._at is None or not np.array_equal(self._at[0], ci):
+            self._at = (ci, self.U[self.base[ci]].transpose(0, 2, 1) * self.sg[ci, None, None])
+        return self._at[1]
 
     def g_matrix(self, g):
         return self.G[self.base[g]]
@@ -292,6 +322,15 @@ class _SocScaling:
         return (2 * Jw[:, :, None] * Jw[:, None, :] - J) / self.eta[:, None, None] ** 2
 
 
+def _tri_inv(L):
+    """Inverses of the lower triangular matrices L (k, m, m): LAPACK's trtri, a third of
+    the work of a general inverse."""
+    out = np.empty_like(L)
+    for g in range(len(L)):
+        out[g] = lapack.dtrtri(L[g], lower=1)[0]
+    return out
+
+
 # ------------------------------------------------------------------------------------------
 # The interior-point method on one family of blocks.
 
@@ -302,7 +341,7 @@ def _ipm(F, y, **kw):
         return _ipm_core(F, y, **kw)
 
 
-def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter=MAX_ITER):
+def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter=MAX_ITER, state=None):
     """Primal-dual IPM (NT scaling, Mehrotra) for
 
         min  sum_g t_g + C 1^T (e+ + e-)  [+ 1/(2 rho) ||r||^2]
@@ -312,7 +351,9 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
     start). Newton system reduced to  (A K^-1 A^T) dlam = rhs,  K = P + G^T W^-2 G, block
     diagonal; for plain SOC blocks K_g^-1 = W_g^2 in closed form. The slack e (exact penalty
     for feasibility) is used only without rho; with rho the lasso is always feasible.
-    Returns dict(W, t, lam, mu, e, r, pobj, dobj, iters, converged).
+    Returns dict(W, t, lam, mu, e, r, pobj, dobj, iters, converged, state): `state` (the
+    iterate where it stopped at a loose tol; None after a breakdown) resumes it, on the same
+    F, y, rho, cost, toward a tighter tol.
     """
     n, d, k = F.n, F.d, F.k
     ci = np.flatnonzero(F.cone)
@@ -333,6 +374,10 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
     nu = k + kc * n + ne
     ynorm = np.linalg.norm(y)
 
+    it0, best = 0, None
+    if state is not None:
+        t, Wb, e, r, lam, sQ, zQ, sL, zL, sE, zE, it0, best = state
+
     def A_x(Wb, e, r):
         out = F.apply(Wb)
         if use_e:
@@ -341,8 +386,8 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
             out = out - r
         return out
 
-    best = None
-    for it in range(max_iter):
+    stop = None
+    for it in range(it0, max_iter):
         # residuals: rd = c + Px - A^T lam - G^T z, rp = Ax - y, rs = Gx - s
         ATl = F.adjoint(lam)
         rd_t = 1 - zQ[:, 0]
@@ -366,6 +411,7 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
             best = (err, dict(W=Wb, t=t, lam=lam, mu=zL, e=e, r=r, pobj=pobj, dobj=dobj, iters=it,
                               err=err))
         if err < tol:
+            stop = (t, Wb, e, r, lam, sQ, zQ, sL, zL, sE, zE, it, best)
             break
         if (best[0] < 1e-8 and err > 10 * best[0]) or (it > 10 and err > 1e3 * best[0]):
             break  # numerical breakdown far below the starting error: keep the best iterate
@@ -398,14 +444,15 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
                     continue
             if Lc is None:
                 break  # numerical breakdown: keep the best iterate
-            Linv = np.linalg.inv(Lc)
+            Linv = _tri_inv(Lc)
             R = (Linv[:, :, 1:] @ F.a_t(ci)).reshape(-1, n)
         H = F.gram(np.where(F.cone, 0.0, WQ.eta ** 2))
         U = np.where(F.cone[:, None], 0.0, np.sqrt(2) * WQ.eta[:, None] * WQ.wb[:, 1:])
         C = F.cols(U)
         H += C @ C.T
         if kc:
-            H += R.T @ R
+            RR = blas.dsyrk(1.0, R.T, lower=1)  # R^T R, half the work of a product
+            H += RR + np.tril(RR, -1).T
         if use_e:
             H[np.diag_indices(n)] += 1 / dE[:n] + 1 / dE[n:]
         if rho is not None:
@@ -478,7 +525,7 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
             b = ((-rd_t, -rd_w, -rd_e, -rd_r), -rp, (-rsQ, -rsL, -rsE),
                  (WQ.mul(_jdiv(lmQ, rcQ)), np.sqrt(sL / zL) * (rcL / lmL), np.sqrt(sE / zE) * (rcE / lmE)))
             D = solve(*b)
-            for _ in range(2 if reg else 1 if mu < 1e-6 else 0):  # iterative refinement: the Schur matrix is ill-conditioned late on
+            for _ in range(3 if reg or mu < 1e-9 else 1 if mu < 1e-6 else 0):  # iterative refinement: the Schur matrix is ill-conditioned late on
                 D = [u + v for u, v in zip(D, solve(*residual(D, *b)))]
             return D
 
@@ -505,7 +552,7 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
         sQ = sQ + a * dsQ; zQ = zQ + a * dzQ
         sL = sL + a * dsL; zL = zL + a * dzL
         sE = sE + a * dsE; zE = zE + a * dzE
-    out = best[1]
+    out = dict(best[1], state=stop)
     out["converged"] = out["err"] < tol
     return out
 
@@ -519,6 +566,36 @@ def _cone_dual_norm(F, g, u):
     G = F.g_matrix(g)
     mu, res = nnls(G.T, -u, maxiter=50 * G.shape[0])
     return res, mu
+
+
+def _cone_screen(F, gs, U, screen, iters=25):
+    """Upper bounds on the dual constraint values of the cone blocks gs (U: their A_g^T lam):
+    ||u_g + G_g^T mu_g|| at the mu_g >= 0 of a few accelerated projected-gradient steps
+    (FISTA) on 1/2 ||u_g + G_g^T mu||^2, all blocks in one batch of matrix products. Most
+    blocks' values at a round's lam are well below 1 (about 80% below 0.9), and this settles
+    them for a fraction of an NNLS each. Step 1/L_g, L_g = ||G_g||^2 by power iteration
+    (kept per family: it does not depend on lam). Returns (values, multipliers)."""
+    G, Gt = F.g_ops(gs)
+    todo = np.array([g not in F.lip_cache for g in gs])
+    if todo.any():
+        z = np.random.default_rng(0).standard_normal((len(gs), F.d))
+        for _ in range(15):
+            z = Gt(G(z))
+            z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-300)
+        lips = 1.1 * np.linalg.norm(Gt(G(z)), axis=1)
+        F.lip_cache.update((g, lip) for g, lip, t in zip(gs.tolist(), lips, todo) if t)
+    L = np.maximum(np.array([F.lip_cache[g] for g in gs]), 1e-300)[:, None]
+    mu = np.zeros((len(gs), F.n))
+    nxt, tk = mu, 1.0
+    for it in range(iters):
+        R = U + Gt(nxt)
+        if it % 5 == 0 and it and np.all(np.linalg.norm(U + Gt(mu), axis=1) < screen):
+            break
+        new = np.maximum(nxt - G(R) / L, 0)
+        tn = (1 + np.sqrt(1 + 4 * tk * tk)) / 2
+        nxt = new + (tk - 1) / tn * (new - mu)
+        mu, tk = new, tn
+    return np.linalg.norm(U + Gt(mu), axis=1), mu
 
 
 def _dual_values(F, lam, mu_ws=None, ws=None, screen=1 - TIE_TOL):
@@ -535,8 +612,25 @@ def _dual_values(F, lam, mu_ws=None, ws=None, screen=1 - TIE_TOL):
             val = np.linalg.norm(U[g] + F.g_matrix(g).T @ m)
             if val < v[g]:
                 v[g], mus[g] = val, m
+    # a block's multiplier from an earlier evaluation on the same family (the lam of another
+    # round, or of the same round before its last iterations) mostly still brings its value
+    # below the screen: one batched product instead of an NNLS per block
+    known = [g for g in np.flatnonzero(F.cone & (v > screen)) if g in F.mu_cache]
+    if known:
+        Mu = np.array([F.mu_cache[g] for g in known])
+        vals = np.linalg.norm(U[known] + F.g_ops(np.array(known))[1](Mu), axis=1)
+        for g, val, m in zip(known, vals, Mu):
+            if val < v[g]:
+                v[g], mus[g] = val, m
+    rest = np.flatnonzero(F.cone & (v > screen))
+    if len(rest) > SCREEN_MIN:
+        vals, Mu = _cone_screen(F, rest, U[rest], screen)
+        for g, val, m in zip(rest, vals, Mu):
+            if val < v[g]:
+                v[g], mus[g] = val, m
     for g in np.flatnonzero(F.cone & (v > screen)):
         val, m = _cone_dual_norm(F, g, U[g])
+        F.mu_cache[g] = m
         if val < v[g]:
             v[g], mus[g] = val, m
     return v, mus
@@ -572,12 +666,22 @@ def _working_set(F, y, rho=None, init=(), max_rounds=30, add=50):
     rounds = 0
     while True:
         rounds += 1
-        out = _ipm(F.subset(ws), y, rho=rho, cost=cost)
-        lam = out["lam"]
-        v, mus = _dual_values(F, lam, out["mu"], ws)
-        outside = np.ones(F.k, bool)
-        outside[ws] = False
-        cand = np.flatnonzero(outside & (v >= 1 - TIE_TOL))
+        # a round is solved to ROUND_TOL first: enough to find the blocks to add; only a
+        # round that finds none is taken on (the same iterates) to IPM_TOL
+        sub = F.subset(ws)
+        out = _ipm(sub, y, rho=rho, cost=cost, tol=ROUND_TOL)
+        for tight in (False, True):
+            if tight:
+                if out["state"] is None:
+                    break  # (converged to IPM_TOL already, or stalled: keep the best iterate)
+                out = _ipm(sub, y, rho=rho, cost=cost, state=out["state"])
+            lam = out["lam"]
+            v, mus = _dual_values(F, lam, out["mu"], ws)
+            outside = np.ones(F.k, bool)
+            outside[ws] = False
+            cand = np.flatnonzero(outside & (v >= 1 - TIE_TOL))
+            if len(cand):
+                break
         slack = out["e"].max(initial=0.0)
         if len(cand) == 0 or rounds >= max_rounds:
             if slack > 1e-9:
@@ -714,10 +818,61 @@ def _polish(F, ys, out, Wfull, steps=3, max_size=3000):
     return dict(out, W=Wp[out["ws"]], lam=lam, v=v, mus=mus), Wp, cert
 
 
-def solve_blocks(F, y, beta=None, init=()):
+def _via_relaxation(F, ys, rho, R, pos, neg, init=()):
+    """The cone program F from its relaxation R (the same programs without the cones: block g
+    of R is block pos[g] of F, and block neg[g] with the opposite sign, -1 if none).
+
+    The relaxed optimum is <= F's (F's feasible points map to R's by w_pos - w_neg). So where
+    R's optimum is unique and each of its blocks meets the cone of pos (or, negated, of neg),
+    it is F's optimum, certified by R's lam (dual feasible for F with cone multipliers 0), and
+    F's optimum is unique too (w_pos - w_neg = w_R with ||w_pos|| + ||w_neg|| = ||w_R|| makes
+    both multiples of w_R, and a nonzero w cannot meet both cones: G_g w = 0 forces w = 0).
+    Where the planted model is recovered by R, this spares the cone IPM entirely.
+    Returns (found, init): found = (out, Wfull, cert) of F or None; init = F's blocks of
+    R's support, both signs (None where R failed to solve). init: R's starting working set."""
+    try:
+        rel = solve_blocks(R, ys, beta=rho, init=init)
+    except SolveFailed:
+        return None, None
+    S = rel["support"]
+    init = [int(pos[g]) for g in S] + [int(neg[g]) for g in S if neg[g] >= 0]
+    if not rel["unique"]:
+        return None, init
+    Wrel, lam = rel["W"], rel["lam"]
+    if rho is None and np.count_nonzero(np.linalg.norm(Wrel, axis=1)) > len(S):
+        # blocks below the support threshold (IPM noise, up to 1e-6 of the largest) need not
+        # meet any cone: Newton's method on the support (`_polish`) sets them to exactly 0
+        polished = _polish(R, ys, dict(ws=np.arange(R.k), lam=lam), Wrel)
+        if polished is None or _cert_excess(polished[2]) > 1:
+            return None, init
+        Wrel, lam = polished[1], polished[0]["lam"]
+    Wfull = np.zeros((F.k, F.d))
+    for g in np.flatnonzero(np.linalg.norm(Wrel, axis=1) > 0):
+        w = Wrel[g]
+        for b, sw in ((pos[g], w), (neg[g], -w)):
+            if b >= 0 and (not F.cone[b] or (F.g_matrix(b) @ sw).min() >= -CERT_TOL * np.linalg.norm(sw)):
+                Wfull[b] = sw
+                break
+        else:
+            if g in S:
+                return None, init
+            # (the lasso's noise blocks are dropped: the certificate judges the change)
+    v, mus = _dual_values(F, lam)
+    cert = _certificate(F, ys, Wfull, lam, v, rho)
+    if _cert_excess(cert) > 1:
+        return None, init
+    ws = np.flatnonzero(np.linalg.norm(Wfull, axis=1) > 0)
+    out = dict(W=Wfull[ws], ws=ws, lam=lam, v=v, mus=mus, iters=rel["certificate"]["ipm_iters"],
+               rounds=rel["rounds"])
+    return (out, Wfull, cert), init
+
+
+def solve_blocks(F, y, beta=None, init=(), relaxation=None):
     """Group basis pursuit (beta None) or group lasso (1/2||.||^2 + beta sum ||w_g||) over the
     block family F, certified. Returns dict(W (k, d), objective, lam, certificate, support,
-    unique, active, rounds). Raises SolveFailed where the certificate is not tight."""
+    unique, active, rounds). Raises SolveFailed where the certificate is not tight.
+    relaxation: (R, pos, neg, init of R) of `_via_relaxation`, for cone families: tried first, and its
+    support is the starting working set where it does not settle the program."""
     ynorm = np.linalg.norm(y)
     k, d = F.k, F.d
     if ynorm == 0:  # the optimum is w = 0, certified by lam = 0
@@ -726,7 +881,14 @@ def solve_blocks(F, y, beta=None, init=()):
                     certificate=dict(residual=0.0, dual_violation=0.0, gap=0.0, cone_violation=0.0))
     ys = y / ynorm  # scale-free: w scales with ||y||, lam does not; rho = beta / ||y||
     rho = None if beta is None else beta / ynorm
-    out, Wfull, cert = _solve_scaled(F, ys, rho, init)
+    found = None
+    if relaxation is not None:
+        found, rel_init = _via_relaxation(F, ys, rho, *relaxation)
+        init = list(init) + (rel_init or [])
+    if found is not None:
+        out, Wfull, cert = found
+    else:
+        out, Wfull, cert = _solve_scaled(F, ys, rho, init)
     excess = _cert_excess(cert)
     if excess > 1:
         # the interior-point method stalled just short of CERT_TOL: late on, its Newton
@@ -792,15 +954,6 @@ def relu_family(X, M, form="relaxed", beta=None, skip=True):
     return ReluBlocks(X, masks, signs, cone)
 
 
-def _cone_init(relaxed_family, y, P, offset):
-    """Starting working set of a cone form without skip block: the patterns of the relaxed
-    optimum's support (both signs). Cheap, and it spares the rounds in which a slack-bound
-    dual would pull in many cone blocks, each costly in the IPM."""
-    sol = solve_blocks(relaxed_family, y)
-    supp = sol["support"][sol["support"] >= offset] - offset
-    return [offset + int(i) for i in supp] + [offset + P + int(i) for i in supp]
-
-
 def solve_relu(X, M, y, form="relaxed", beta=None, skip=True):
     """The program of convex.solve_relu (same arguments but the solver, same return dict:
     w0, W, Wp, objective, status, lam) by the certified working-set IPM, plus certificate,
@@ -822,9 +975,13 @@ def solve_relu(X, M, y, form="relaxed", beta=None, skip=True):
     P = M.shape[1]
     F = relu_family(X, M, form, beta, skip)
     init = [0] if skip else ()
-    if not skip and F.cone.any() and np.linalg.norm(y) > 0:
-        init = _cone_init(relu_family(X, M, "relaxed", None, False), y, P, 0)
-    sol = solve_blocks(F, y, beta=beta, init=init)
+    relaxation = None
+    if F.cone.any():
+        o = int(skip)
+        pos = np.arange(o + P)
+        neg = np.r_[-np.ones(o, int), o + P + np.arange(P)]
+        relaxation = (relu_family(X, M, "relaxed", None, skip), pos, neg, init)
+    sol = solve_blocks(F, y, beta=beta, init=init, relaxation=relaxation)
     B = sol.pop("W")
     o = 1 if skip else 0
     w0 = B[0] if skip else None
@@ -877,6 +1034,18 @@ class _LazyCones:
     def __getitem__(self, idx):
         return norm_cone_matrices(self.B, idx)
 
+    def ops(self, idx):
+        """(W -> G_i w_i, Z -> G_i^T z_i) over the patterns idx without forming G: the cone
+        matrix is (2 D_i - I) X T_i, so G_i^T z = T_i^T X^T ((2 m_i - 1) o z)."""
+        X, T, S = self.B["X"], self.B["T"][idx], 2.0 * self.B["M"][:, idx] - 1
+
+        def apply(W):
+            return (X @ (T @ W[:, :, None])[:, :, 0].T).T * S.T
+
+        def adjoint(Z):
+            return (T.transpose(0, 2, 1) @ (X.T @ (S * Z.T)).T[:, :, None])[:, :, 0]
+        return apply, adjoint
+
 
 def norm_family(B, form="relaxed", beta=None):
     """Blocks of the normalization programs on the blocks B of convex.norm_blocks: relaxed
@@ -903,10 +1072,10 @@ def solve_norm(B, y, form="relaxed", beta=None):
     P = B["U"].shape[0]
     F = norm_family(B, form, beta)
     y = np.asarray(y, float)
-    init = ()
-    if F.cone.any() and np.linalg.norm(y) > 0:
-        init = _cone_init(norm_family(B, "relaxed"), y, P, 0)
-    sol = solve_blocks(F, y, beta=beta, init=init)
+    relaxation = None
+    if F.cone.any():
+        relaxation = (norm_family(B, "relaxed"), np.arange(P), P + np.arange(P))
+    sol = solve_blocks(F, y, beta=beta, relaxation=relaxation)
     Z = sol.pop("W")
     W = Z[:P].T.copy()
     Wp = Z[P:].T.copy() if F.k > P else None

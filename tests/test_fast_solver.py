@@ -192,3 +192,53 @@ def test_polish_on_the_support(skip):
     assert fast_solver._cert_excess(pcert) <= 1
     assert abs(pcert["primal"] - cert["primal"]) <= 1e-7 * cert["primal"]
     assert np.all(np.linalg.norm(pol[1], axis=1)[np.linalg.norm(Wfull, axis=1) == 0] == 0)
+
+
+@pytest.mark.parametrize("beta", [None, 1e-3])
+def test_relaxation_settles_the_cone_program(beta):
+    """Where the relaxed optimum is unique and meets the cones (planted neuron recovered by the
+    relaxed program), it is the cone program's optimum: no cone IPM, same answer as CVXPY
+    (and the lasso, whichever way it goes, agrees with CVXPY)."""
+    rng = np.random.default_rng(3)
+    inst = data.norm_instance(40, 4, 1, 0, 0, 0.0, rng)
+    B, cols, planted = convex.norm_setup(inst, rng)
+    F = fast_solver.norm_family(B, "exact", beta)
+    P = B["U"].shape[0]
+    y = inst["y"] / np.linalg.norm(inst["y"])
+    rho = None if beta is None else beta / np.linalg.norm(inst["y"])
+    found, init = fast_solver._via_relaxation(F, y, rho, fast_solver.norm_family(B, "relaxed"),
+                                              np.arange(P), P + np.arange(P))
+    if beta is None:  # (the lasso's relaxed optimum carries small extra blocks outside the cones)
+        assert found is not None and fast_solver._cert_excess(found[2]) <= 1
+    else:
+        assert found is None or fast_solver._cert_excess(found[2]) <= 1
+    sol = fast_solver.solve_norm(B, inst["y"], "exact", beta)
+    ref = convex.solve_norm(B, inst["y"], "exact", beta, solver="CLARABEL")
+    assert abs(sol["objective"] - ref["objective"]) <= 1e-6 * abs(ref["objective"])
+    assert sol["unique"]
+    if beta is None:
+        assert convex.blocks_recovered(sol, planted) and convex.blocks_recovered(ref, planted)
+
+
+@pytest.mark.parametrize("kind", ["norm", "skip"])
+def test_screened_dual_values_are_exact_where_they_matter(kind):
+    """The batched projected-gradient screen and the kept multipliers give upper bounds on the
+    cone blocks' dual values; every value that can matter (>= 1 - TIE_TOL) is the NNLS one."""
+    rng = np.random.default_rng(5)
+    if kind == "norm":
+        inst = data.norm_instance(60, 8, 2, 0, 0, 0.0, rng)
+        B, _, _ = convex.norm_setup(inst, rng)
+        F = fast_solver.norm_family(B, "exact")
+    else:
+        inst, M = skip_case(60, 8, 5)
+        F = fast_solver.relu_family(inst["X"], M, "exact")
+    cone = np.flatnonzero(F.cone)
+    for scale in (0.5, 2.0, 2.0):  # the third call starts from the multipliers kept by the second
+        lam = scale * rng.standard_normal(F.n) / np.sqrt(F.n)
+        v, _ = fast_solver._dual_values(F, lam)
+        U = F.adjoint(lam)
+        exact = np.array([fast_solver._cone_dual_norm(F, g, U[g])[0] for g in cone])
+        assert np.all(v[cone] >= exact - 1e-12)
+        matter = v[cone] >= 1 - fast_solver.TIE_TOL
+        assert np.allclose(v[cone][matter], exact[matter], rtol=0, atol=1e-12)
+        assert np.all(exact[~matter] < 1 - fast_solver.TIE_TOL)
