@@ -6,7 +6,8 @@ Each RESULT.npy (shape len(nvec) x len(dvec) x sample) is read with its JSON sid
 gives the grids and the flags named in the title. Several files become panels of one figure.
 For 0/1 metrics (recovery, a condition holding) the colour is the rate with its 0.5 contour.
 --fit locates the transition of each 0/1 panel (transition.py: per d, a logistic fit in n gives
-n50(d) with a bootstrap interval), draws n50(d) on the heatmap and writes FIG_fit.csv.
+n50(d) with a bootstrap interval), draws n50(d) on the heatmap and writes FIG_fit.csv;
+--fit_from 1 fits the cells with n >= d only.
 """
 import json
 import sys
@@ -65,10 +66,11 @@ def edges(grid):
     return np.append(grid - step / 2, grid[-1] + step / 2)
 
 
-def draw_fit(ax, values, meta):
-    """The logistic n50(d) of a 0/1 panel with its bootstrap interval; returns the table rows."""
+def draw_fit(ax, values, meta, fit_from=0.0):
+    """The logistic n50(d) of a 0/1 panel with its bootstrap interval (fitted on n >= fit_from d);
+    returns the table rows."""
     import transition  # only with --fit
-    rows = transition.table(values, meta["nvec"], meta["dvec"])
+    rows = transition.table(values, meta["nvec"], meta["dvec"], fit_from=fit_from)
     fitted = [r for r in rows if np.isfinite(r["n50"])]
     if fitted:
         n50 = np.array([r["n50"] for r in fitted])
@@ -100,7 +102,8 @@ def panel(ax, values, meta, args):
                 ax.contour(nvec, dvec, mean, levels=[level], colors="white", linewidths=1.3,
                            linestyles=style)
                 ax.plot([], [], color="white", ls=style, label=name)  # contours have no legend entry
-    rows = draw_fit(ax, values, meta) if getattr(args, "fit", False) and rate else None
+    rows = (draw_fit(ax, values, meta, getattr(args, "fit_from", 0.0))
+            if getattr(args, "fit", False) and rate else None)
     if args.theory:
         d = np.linspace(dvec[0], dvec[-1], 50)
         ax.plot(2 * d, d, color="red", lw=1.2, label="n = 2d (Wendel)")
@@ -125,6 +128,9 @@ def main(argv=None):
                         help="panels per row (default: all in one row)")
     parser.add_argument("--fit", action="store_true",
                         help="0/1 panels: logistic fit of the rate in n per d, n50(d) drawn, FIG_fit.csv written")
+    parser.add_argument("--fit_from", type=utils.nonnegative_float, default=0.0, metavar="RATIO",
+                        help="--fit on the cells with n >= RATIO * d only (1: leave out n < d, where the "
+                             "skip programs with optw 1 recover for another reason)")
     args = parser.parse_args(argv)
     out = Path(args.out or Path(args.results[0]).with_suffix(".png"))
     if out.suffix.lower() != ".png":

@@ -148,12 +148,14 @@ def bootstrap(nvec, outcomes, reps=BOOTSTRAP, seed=0, level=LEVEL):
     return (float(lo) if 0 < lo < np.inf else np.nan), (float(hi) if 0 < hi < np.inf else np.nan)
 
 
-def table(values, nvec, dvec, reps=BOOTSTRAP, seed=0):
+def table(values, nvec, dvec, reps=BOOTSTRAP, seed=0, fit_from=0.0):
     """One row per d of a recovery array `values` (len(nvec), len(dvec), trials): d, n50, the
-    bootstrap interval (lo, hi), n50/d, Wendel's n = 2d, the fitted slope, trials used, reason."""
+    bootstrap interval (lo, hi), n50/d, Wendel's n = 2d, the fitted slope, trials used, reason.
+    fit_from: fit only the cells with n >= fit_from * d (the others count as undefined)."""
     rows = []
     for j, d in enumerate(dvec):
-        outcomes = values[:, j, :]
+        outcomes = np.array(values[:, j, :], float)
+        outcomes[np.asarray(nvec) < fit_from * d] = np.nan
         result = fit(nvec, outcomes)
         lo, hi = bootstrap(nvec, outcomes, reps, seed) if np.isfinite(result["n50"]) else (np.nan, np.nan)
         rows.append(dict(d=d, n50=result["n50"], lo=lo, hi=hi, n50_over_d=result["n50"] / d,

@@ -90,6 +90,18 @@ def test_table_and_csv(tmp_path):
     assert np.isnan(back[1]["n50"]) and back[1]["reason"] == rows[1]["reason"] and back[0]["result"] == "x.npy"
 
 
+def test_fit_from_leaves_out_the_cells_below_it():
+    """Recovered cells at n < d (the optw 1 skip programs) are a second region the logistic
+    model cannot describe: with fit_from = 1 they are left out and the transition above d is
+    found as if they were not there."""
+    nvec, y = synthetic(0, nvec=np.arange(10, 201, 10))  # a rising rate, 50% point known
+    mixed = np.where(nvec[:, None] < 40, 1.0, y)  # plus a recovered strip n < d = 40
+    clean = np.where(nvec[:, None] < 40, np.nan, y)
+    fit = transition.table(mixed[:, None, :], nvec, [40], fit_from=1)[0]
+    assert fit["n50"] == pytest.approx(transition.table(clean[:, None, :], nvec, [40])[0]["n50"], rel=1e-12)
+    assert transition.table(mixed[:, None, :], nvec, [40])[0]["n50"] != pytest.approx(fit["n50"], rel=0.05)
+
+
 # ----- reproduce.py --quick -----------------------------------------------------------------
 
 def reproduce(*flags):
