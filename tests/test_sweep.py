@@ -112,8 +112,10 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, jobs):
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
-    grid = ["--n", "80", "--d", "30", "--sample", "2", "--jobs", "2", "--save_folder", str(tmp_path)]
-    db = tmp_path / "rec_rate_skip_n80_d30_w0_X0_sample2.cells.sqlite"
+    # a grid large enough that it cannot finish between the 10th cell and the signal on a
+    # loaded machine (it did once with 48 cells)
+    grid = ["--n", "160", "--d", "40", "--sample", "2", "--jobs", "2", "--save_folder", str(tmp_path)]
+    db = tmp_path / "rec_rate_skip_n160_d40_w0_X0_sample2.cells.sqlite"
     proc = launch("rec_rate_skip.py", *grid, start_new_session=True)
     while rows(db) < 10 and proc.poll() is None:
         time.sleep(0.02)
