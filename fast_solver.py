@@ -110,8 +110,7 @@ class ReluBlocks:
 
     def g_ops(self, gs):
         """(W -> G_g w_g, Z -> G_g^T z_g) over the blocks gs (see DenseBlocks.g_ops)."""
-        S = 2 * self.Mk[:, gs].T - 1
-        return (lambda W: (self.X @ W.T).T * S), (lambda Z: (Z * S) @ self.X)
+        return (lambda W: self.g_apply(gs, W)), (lambda Z: self.g_adjoint(gs, Z))
 
     def g_gram(self, ci, C):
         """G_g^T diag(c_g) G_g = X^T diag(c_g) X (the signs square to 1), shape (kc, d, d)."""
@@ -588,10 +587,11 @@ def _cone_screen(F, gs, U, screen, iters=25):
     mu = np.zeros((len(gs), F.n))
     nxt, tk = mu, 1.0
     for it in range(iters):
-        R = U + Gt(nxt)
-        if it % 5 == 0 and it and np.all(np.linalg.norm(U + Gt(mu), axis=1) < screen):
-            break
-        new = np.maximum(nxt - G(R) / L, 0)
+        if it and it % 5 == 0:
+            vals = np.linalg.norm(U + Gt(mu), axis=1)
+            if np.all(vals < screen):
+                return vals, mu
+        new = np.maximum(nxt - G(U + Gt(nxt)) / L, 0)
         tn = (1 + np.sqrt(1 + 4 * tk * tk)) / 2
         nxt = new + (tk - 1) / tn * (new - mu)
         mu, tk = new, tn
@@ -605,34 +605,30 @@ def _dual_values(F, lam, mu_ws=None, ws=None, screen=1 - TIE_TOL):
     U = F.adjoint(lam)
     v = np.linalg.norm(U, axis=1)
     mus = {}
-    if ws is not None and mu_ws is not None:  # the IPM's own multipliers for the working set
-        cw = [g for g in ws if F.cone[g]]
-        for g, m in zip(cw, mu_ws):
-            m = np.maximum(m, 0)
-            val = np.linalg.norm(U[g] + F.g_matrix(g).T @ m)
+
+    def keep_smaller(gs, vals, Mu):  # each value is an upper bound: keep the least one found
+        for g, val, m in zip(gs, vals, Mu):
             if val < v[g]:
                 v[g], mus[g] = val, m
+
+    if ws is not None and mu_ws is not None:  # the IPM's own multipliers for the working set
+        cw = [g for g in ws if F.cone[g]]
+        Mu = [np.maximum(m, 0) for m in mu_ws]
+        keep_smaller(cw, [np.linalg.norm(U[g] + F.g_matrix(g).T @ m) for g, m in zip(cw, Mu)], Mu)
     # a block's multiplier from an earlier evaluation on the same family (the lam of another
     # round, or of the same round before its last iterations) mostly still brings its value
     # below the screen: one batched product instead of an NNLS per block
     known = [g for g in np.flatnonzero(F.cone & (v > screen)) if g in F.mu_cache]
     if known:
         Mu = np.array([F.mu_cache[g] for g in known])
-        vals = np.linalg.norm(U[known] + F.g_ops(np.array(known))[1](Mu), axis=1)
-        for g, val, m in zip(known, vals, Mu):
-            if val < v[g]:
-                v[g], mus[g] = val, m
+        keep_smaller(known, np.linalg.norm(U[known] + F.g_ops(np.array(known))[1](Mu), axis=1), Mu)
     rest = np.flatnonzero(F.cone & (v > screen))
     if len(rest) > SCREEN_MIN:
-        vals, Mu = _cone_screen(F, rest, U[rest], screen)
-        for g, val, m in zip(rest, vals, Mu):
-            if val < v[g]:
-                v[g], mus[g] = val, m
+        keep_smaller(rest, *_cone_screen(F, rest, U[rest], screen))
     for g in np.flatnonzero(F.cone & (v > screen)):
         val, m = _cone_dual_norm(F, g, U[g])
         F.mu_cache[g] = m
-        if val < v[g]:
-            v[g], mus[g] = val, m
+        keep_smaller([g], [val], [m])
     return v, mus
 
 
@@ -818,7 +814,7 @@ def _polish(F, ys, out, Wfull, steps=3, max_size=3000):
     return dict(out, W=Wp[out["ws"]], lam=lam, v=v, mus=mus), Wp, cert
 
 
-def _via_relaxation(F, ys, rho, R, pos, neg, init=()):
+def _via_relaxation(F, ys, rho, R, pos, neg, r_init=()):
     """The cone program F from its relaxation R (the same programs without the cones: block g
     of R is block pos[g] of F, and block neg[g] with the opposite sign, -1 if none).
 
@@ -829,9 +825,9 @@ def _via_relaxation(F, ys, rho, R, pos, neg, init=()):
     both multiples of w_R, and a nonzero w cannot meet both cones: G_g w = 0 forces w = 0).
     Where the planted model is recovered by R, this spares the cone IPM entirely.
     Returns (found, init): found = (out, Wfull, cert) of F or None; init = F's blocks of
-    R's support, both signs (None where R failed to solve). init: R's starting working set."""
+    R's support, both signs (None where R failed to solve). r_init: R's starting working set."""
     try:
-        rel = solve_blocks(R, ys, beta=rho, init=init)
+        rel = solve_blocks(R, ys, beta=rho, init=r_init)
     except SolveFailed:
         return None, None
     S = rel["support"]
@@ -975,15 +971,14 @@ def solve_relu(X, M, y, form="relaxed", beta=None, skip=True):
     P = M.shape[1]
     F = relu_family(X, M, form, beta, skip)
     init = [0] if skip else ()
+    o = 1 if skip else 0
     relaxation = None
     if F.cone.any():
-        o = int(skip)
         pos = np.arange(o + P)
         neg = np.r_[-np.ones(o, int), o + P + np.arange(P)]
         relaxation = (relu_family(X, M, "relaxed", None, skip), pos, neg, init)
     sol = solve_blocks(F, y, beta=beta, init=init, relaxation=relaxation)
     B = sol.pop("W")
-    o = 1 if skip else 0
     w0 = B[0] if skip else None
     W = B[o:o + P].T.copy()
     Wp = B[o + P:o + 2 * P].T.copy() if F.k > o + P else None
