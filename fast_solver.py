@@ -794,16 +794,22 @@ def _polish(F, ys, out, Wfull, steps=3, max_size=3000):
             Jw[sl, sl] = -(np.eye(d) - np.outer(u[j], u[j])) / nw[j]
         J = np.block([[A, np.zeros((n, n))], [Jw, A.T]])
         b = np.r_[r1, r2]
-        try:  # LU; least squares where J is singular (the optimum is not unique)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", sla.LinAlgWarning)
-                step = sla.solve(J, b, check_finite=False)
-            ok = np.all(np.isfinite(step)) and (np.linalg.norm(J @ step - b)
-                                                <= 1e-10 * (np.linalg.norm(J) * np.linalg.norm(step) + np.linalg.norm(b)))
-        except (np.linalg.LinAlgError, ValueError):
-            ok = False
+        # LU where J is square and regular; else least squares, least-norm with singular
+        # values below 1e-12 of the largest cut: J is singular where the optimum is not unique,
+        # and where n > |S| d, lam is free along the null space of A^T, and only the least-norm
+        # step keeps it at the interior-point lam there (dual feasible for the other blocks)
+        ok = False
+        if n <= len(S) * d:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", sla.LinAlgWarning)
+                    step = sla.solve(J, b, check_finite=False)
+                ok = np.all(np.isfinite(step)) and (np.linalg.norm(J @ step - b)
+                                                    <= 1e-10 * (np.linalg.norm(J) * np.linalg.norm(step) + np.linalg.norm(b)))
+            except (np.linalg.LinAlgError, ValueError):
+                pass
         if not ok:
-            step = sla.lstsq(J, b, lapack_driver="gelsy", check_finite=False)[0]
+            step = sla.lstsq(J, b, cond=1e-12, lapack_driver="gelsy", check_finite=False)[0]
         w = w + step[:len(S) * d]
         lam = lam + step[len(S) * d:]
     _, w, lam = best
@@ -835,6 +841,11 @@ def _via_relaxation(F, ys, rho, R, pos, neg, r_init=()):
     if not rel["unique"]:
         return None, init
     Wrel, lam = rel["W"], rel["lam"]
+    for g in S:  # a support block far outside both cones: the cone program needs its own solve
+        w, tol = Wrel[g], 1e-6 * np.linalg.norm(Wrel[g])
+        if not any(b >= 0 and (not F.cone[b] or (F.g_matrix(b) @ sw).min() >= -tol)
+                   for b, sw in ((pos[g], w), (neg[g], -w))):
+            return None, init
     if rho is None and np.count_nonzero(np.linalg.norm(Wrel, axis=1)) > len(S):
         # blocks below the support threshold (IPM noise, up to 1e-6 of the largest) need not
         # meet any cone: Newton's method on the support (`_polish`) sets them to exactly 0

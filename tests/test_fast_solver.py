@@ -194,6 +194,28 @@ def test_polish_on_the_support(skip):
     assert np.all(np.linalg.norm(pol[1], axis=1)[np.linalg.norm(Wfull, axis=1) == 0] == 0)
 
 
+@pytest.mark.parametrize("n,d,k,seed", [(150, 20, 2, 2), (200, 30, 2, 3), (80, 20, 1, 2)])
+def test_polish_keeps_lam_dual_feasible_beyond_the_support(n, d, k, seed):
+    """With n > |S| d the polish's Newton system leaves lam free along the null space of the
+    support's A^T: the step there must be the least-norm one (0), or lam leaves the dual
+    feasible set of the blocks outside the support (this once rejected every relaxed
+    normalization optimum at n >> d, sending recovered cells to the cone IPM; these instances
+    moved lam by 0.04 to 0.4)."""
+    rng = np.random.default_rng(seed)
+    inst = data.norm_instance(n, d, k, 0, 0, 0.0, rng)
+    B, _, _ = convex.norm_setup(inst, rng)
+    F = fast_solver.norm_family(B, "relaxed")
+    ys = inst["y"] / np.linalg.norm(inst["y"])
+    out, Wfull, cert = fast_solver._solve_scaled(F, ys, None, ())
+    support = np.linalg.norm(Wfull, axis=1) > 1e-6 * np.linalg.norm(Wfull, axis=1).max()
+    assert F.n > support.sum() * F.d
+    pol = fast_solver._polish(F, ys, out, Wfull)
+    assert pol is not None
+    assert pol[2]["dual_violation"] <= fast_solver.CERT_TOL
+    assert fast_solver._cert_excess(pol[2]) <= 1
+    assert np.linalg.norm(pol[0]["lam"] - out["lam"]) <= 1e-5
+
+
 @pytest.mark.parametrize("beta", [None, 1e-3])
 def test_relaxation_settles_the_cone_program(beta):
     """Where the relaxed optimum is unique and meets the cones (planted neuron recovered by the
