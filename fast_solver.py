@@ -841,11 +841,18 @@ def _via_relaxation(F, ys, rho, R, pos, neg, r_init=()):
     if not rel["unique"]:
         return None, init
     Wrel, lam = rel["W"], rel["lam"]
-    for g in S:  # a support block far outside both cones: the cone program needs its own solve
-        w, tol = Wrel[g], 1e-6 * np.linalg.norm(Wrel[g])
-        if not any(b >= 0 and (not F.cone[b] or (F.g_matrix(b) @ sw).min() >= -tol)
-                   for b, sw in ((pos[g], w), (neg[g], -w))):
-            return None, init
+
+    def sign_block(g, tol):
+        """(block of F, signed w) that holds R's block g: no cone, or w in its cone up to a
+        relative tol; None if neither sign does."""
+        w = Wrel[g]
+        for b, sw in ((pos[g], w), (neg[g], -w)):
+            if b >= 0 and (not F.cone[b] or (F.g_matrix(b) @ sw).min() >= -tol * np.linalg.norm(sw)):
+                return b, sw
+        return None
+
+    if any(sign_block(g, 1e-6) is None for g in S):
+        return None, init  # a support block far outside both cones: no polish can change that
     if rho is None and np.count_nonzero(np.linalg.norm(Wrel, axis=1)) > len(S):
         # blocks below the support threshold (IPM noise, up to 1e-6 of the largest) need not
         # meet any cone: Newton's method on the support (`_polish`) sets them to exactly 0
@@ -855,15 +862,12 @@ def _via_relaxation(F, ys, rho, R, pos, neg, r_init=()):
         Wrel, lam = polished[1], polished[0]["lam"]
     Wfull = np.zeros((F.k, F.d))
     for g in np.flatnonzero(np.linalg.norm(Wrel, axis=1) > 0):
-        w = Wrel[g]
-        for b, sw in ((pos[g], w), (neg[g], -w)):
-            if b >= 0 and (not F.cone[b] or (F.g_matrix(b) @ sw).min() >= -CERT_TOL * np.linalg.norm(sw)):
-                Wfull[b] = sw
-                break
-        else:
-            if g in S:
-                return None, init
-            # (the lasso's noise blocks are dropped: the certificate judges the change)
+        found = sign_block(g, CERT_TOL)
+        if found is not None:
+            Wfull[found[0]] = found[1]
+        elif g in S:
+            return None, init
+        # (else the lasso's noise block is dropped: the certificate judges the change)
     v, mus = _dual_values(F, lam)
     cert = _certificate(F, ys, Wfull, lam, v, rho)
     if _cert_excess(cert) > 1:
