@@ -842,16 +842,15 @@ def _via_relaxation(F, ys, rho, R, pos, neg, r_init=()):
         return None, init
     Wrel, lam = rel["W"], rel["lam"]
 
-    def sign_block(g, tol):
-        """(block of F, signed w) that holds R's block g: no cone, or w in its cone up to a
-        relative tol; None if neither sign does."""
-        w = Wrel[g]
+    def sign_block(g, w, tol):
+        """(block of F, signed w) that holds w as R's block g: no cone, or w in its cone up to
+        a relative tol; None if neither sign does."""
         for b, sw in ((pos[g], w), (neg[g], -w)):
             if b >= 0 and (not F.cone[b] or (F.g_matrix(b) @ sw).min() >= -tol * np.linalg.norm(sw)):
                 return b, sw
         return None
 
-    if any(sign_block(g, 1e-6) is None for g in S):
+    if any(sign_block(g, Wrel[g], 1e-6) is None for g in S):
         return None, init  # a support block far outside both cones: no polish can change that
     if rho is None and np.count_nonzero(np.linalg.norm(Wrel, axis=1)) > len(S):
         # blocks below the support threshold (IPM noise, up to 1e-6 of the largest) need not
@@ -862,7 +861,7 @@ def _via_relaxation(F, ys, rho, R, pos, neg, r_init=()):
         Wrel, lam = polished[1], polished[0]["lam"]
     Wfull = np.zeros((F.k, F.d))
     for g in np.flatnonzero(np.linalg.norm(Wrel, axis=1) > 0):
-        found = sign_block(g, CERT_TOL)
+        found = sign_block(g, Wrel[g], CERT_TOL)
         if found is not None:
             Wfull[found[0]] = found[1]
         elif g in S:
