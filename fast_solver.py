@@ -23,7 +23,8 @@ Method (chosen by measurement, see bench_solvers.py and the report of issue 4):
   matrix product); cone blocks need an NNLS projection to evaluate their dual constraint,
   first bounded from above by a batched projected-gradient screen, which settles most blocks.
   A round's subproblem is solved to ROUND_TOL only, and taken on to IPM_TOL from the same
-  iterate where that finds no block to add (most rounds are not the last).
+  iterate where that finds no block to add (most rounds are not the last). In the cone forms
+  a block joins with its opposite-sign copy, which keeps the round's dual optimum bounded.
   Blocks whose dual constraint is active (== 1, a possible tie) always join the working set, so
   that the interior-point method, which converges to the relative interior of the optimal
   face, sees every optimal solution: on a tie (e.g. the all-ones pattern next to the skip
@@ -81,6 +82,7 @@ class ReluBlocks:
         self._at = None
         self.mu_cache = {}  # block -> its last NNLS cone multiplier (see _dual_values)
         self.lip_cache = {}  # block -> ||G_g||^2 estimate (see _cone_screen)
+        self.twin = None  # block -> its opposite-sign copy, -1 if none (cone forms; see _working_set)
 
     def subset(self, idx):
         return ReluBlocks(self.X, self.Mk[:, idx], self.sg[idx], self.cone[idx], self.XXt)
@@ -146,6 +148,7 @@ class DenseBlocks:
         self._at = None  # (ci, A^T of the blocks ci)
         self.mu_cache = {}  # block -> its last NNLS cone multiplier (see _dual_values)
         self.lip_cache = {}  # block -> ||G_g||^2 estimate (see _cone_screen)
+        self.twin = None  # block -> its opposite-sign copy, -1 if none (cone forms; see _working_set)
 
     def subset(self, idx):
         # a compact copy of the base blocks used: every product then runs over these only
@@ -687,6 +690,15 @@ def _working_set(F, y, rho=None, init=(), max_rounds=30, add=50):
                 continue
             break
         cand = cand[np.argsort(-v[cand])][:add]
+        if F.twin is not None:
+            # each with its opposite-sign copy: a cone block alone bounds lam from one side only
+            # on its active rows (its multipliers cancel a decrease there), so on rows where y
+            # is 0 the round's dual optimum is unbounded, and the interior-point lam drifts
+            # toward the slack's bound (|lam| ~ SLACK_COST / 2): the next round's dual values,
+            # and so its additions, are then set by that drift, not by the program
+            known = set(ws)
+            cand = [g for g in dict.fromkeys(np.c_[cand, F.twin[cand]].ravel().tolist())
+                    if g >= 0 and g not in known]
         ws += [int(g) for g in cand]
     out.update(ws=np.array(ws), v=v, mus=mus, rounds=rounds)
     return out
@@ -961,7 +973,11 @@ def relu_family(X, M, form="relaxed", beta=None, skip=True):
     cone = np.ones(len(signs), bool) if cones else np.zeros(len(signs), bool)
     if skip:
         cone[0] = False
-    return ReluBlocks(X, masks, signs, cone)
+    F = ReluBlocks(X, masks, signs, cone)
+    if cones:
+        o = 1 if skip else 0
+        F.twin = np.r_[-np.ones(o, int), o + P + np.arange(P), o + np.arange(P)]
+    return F
 
 
 def solve_relu(X, M, y, form="relaxed", beta=None, skip=True):
@@ -1069,7 +1085,10 @@ def norm_family(B, form="relaxed", beta=None):
         base, signs = np.r_[np.arange(P), np.arange(P)], np.r_[np.ones(P), -np.ones(P)]
     else:
         base, signs = np.arange(P), np.ones(P)
-    return DenseBlocks(U, base, signs, np.full(len(base), cones), G)
+    F = DenseBlocks(U, base, signs, np.full(len(base), cones), G)
+    if cones:
+        F.twin = np.r_[P + np.arange(P), np.arange(P)]
+    return F
 
 
 def solve_norm(B, y, form="relaxed", beta=None):
