@@ -718,14 +718,17 @@ def _working_set(F, y, rho=None, init=(), max_rounds=30, add=50):
                 cost *= 1e3
                 continue
             break
-        cand = cand[np.argsort(-v[cand])][:add]
-        if F.twin is not None:
-            # each with its opposite-sign copy: a cone block alone bounds lam from one side only
-            # on its active rows (its multipliers cancel a decrease there), so on rows where y
-            # is 0 the round's dual optimum is unbounded, and the interior-point lam drifts
-            # toward the slack's bound (|lam| ~ SLACK_COST / 2): the next round's dual values,
-            # and so its additions, are then set by that drift, not by the program
+        cand = cand[np.argsort(-v[cand])]
+        if F.twin is None:
+            cand = cand[:add]
+        else:
+            # each with its opposite-sign copy (so add / 2 of them): a cone block alone bounds
+            # lam from one side only on its active rows (its multipliers cancel a decrease
+            # there), so on rows where y is 0 the round's dual optimum is unbounded, and the
+            # interior-point lam drifts toward the slack's bound (|lam| ~ SLACK_COST / 2): the
+            # next round's dual values, and so its additions, are then set by that drift
             known = set(ws)
+            cand = cand[:max(1, add // 2)]
             cand = [g for g in dict.fromkeys(np.c_[cand, F.twin[cand]].ravel().tolist())
                     if g >= 0 and g not in known]
         ws += [int(g) for g in cand]
