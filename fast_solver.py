@@ -88,7 +88,9 @@ class ReluBlocks:
         self.twin = None  # block -> its opposite-sign copy, -1 if none (cone forms; see _working_set)
 
     def subset(self, idx):
-        return ReluBlocks(self.X, self.Mk[:, idx], self.sg[idx], self.cone[idx], self.XXt)
+        sub = ReluBlocks(self.X, self.Mk[:, idx], self.sg[idx], self.cone[idx], self.XXt)
+        sub.twin = _subset_twin(self.twin, idx)
+        return sub
 
     def apply(self, Wb):
         """sum_g A_g w_g for Wb of shape (k, d)."""
@@ -157,8 +159,10 @@ class DenseBlocks:
     def subset(self, idx):
         # a compact copy of the base blocks used: every product then runs over these only
         ub, base = np.unique(self.base[idx], return_inverse=True)
-        return DenseBlocks(self.U[ub], base, self.sg[idx], self.cone[idx],
-                           None if self.G is None else self.G[ub])
+        sub = DenseBlocks(self.U[ub], base, self.sg[idx], self.cone[idx],
+                          None if self.G is None else self.G[ub])
+        sub.twin = _subset_twin(self.twin, idx)
+        return sub
 
     def apply(self, Wb):
         # summed per base block first: the zero blocks (most of them, in a certificate) and
@@ -222,6 +226,17 @@ class DenseBlocks:
 
     def g_matrix(self, g):
         return self.G[self.base[g]]
+
+
+def _subset_twin(twin, idx):
+    """The opposite-sign copies (see ReluBlocks.twin) within the subset idx of the blocks."""
+    if twin is None:
+        return None
+    idx = np.asarray(idx, int)
+    pos = np.full(len(twin), -1)
+    pos[idx] = np.arange(len(idx))
+    tw = twin[idx]
+    return np.where(tw >= 0, pos[np.maximum(tw, 0)], -1)
 
 
 def _syrk_grams(G, C):
@@ -348,6 +363,38 @@ def _tri_inv(L):
     return out
 
 
+def _pairs(F, ci):
+    """The cone blocks ci grouped by their A_g up to sign: positions `lead` into ci, one per
+    group, and `mate` (the position of the lead's opposite-sign copy F.twin, -1 if that is
+    not in ci)."""
+    pos = {g: j for j, g in enumerate(ci.tolist())}
+    twin = F.twin if F.twin is not None else np.full(max(F.k, 1), -1)
+    lead, mate = [], []
+    for j, g in enumerate(ci.tolist()):
+        m = pos.get(int(twin[g]), -1)
+        if m < 0 or m > j:
+            lead.append(j)
+            mate.append(m)
+    return np.array(lead, int), np.array(mate, int)
+
+
+def _schur_factors(T, lead, mate):
+    """Factors S_b with S_b^T S_b = T_g^T T_g + T_g'^T T_g' for each lead g and its mate g'
+    (T_g: the w-part of L_g^-1, so T_g^T T_g is the w-part of K_g^-1): the Schur term of the
+    pair, A_g K_g^-1 A_g^T + A_g' K_g'^-1 A_g'^T with A_g' = -A_g, is then (S_b A_g^T)^T
+    (S_b A_g^T), half the work of the two terms. By Cholesky of the sum, which is as accurate
+    as the products it replaces (rounding of order eps ||T||^2 either way); by QR of the
+    stacked factors where the sum is not numerically positive definite."""
+    S = T[lead].copy()
+    for b in np.flatnonzero(mate >= 0):
+        T1, T2 = T[lead[b]], T[mate[b]]
+        M = blas.dsyrk(1.0, T1, trans=1, lower=0)
+        M = blas.dsyrk(1.0, T2, trans=1, lower=0, beta=1.0, c=M, overwrite_c=1)
+        c, info = lapack.dpotrf(M, lower=0, clean=1, overwrite_a=1)
+        S[b] = c if info == 0 else np.linalg.qr(np.vstack([T1, T2]), mode="r")
+    return S
+
+
 # ------------------------------------------------------------------------------------------
 # The interior-point method on one family of blocks.
 
@@ -392,6 +439,9 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
     sE = e.copy(); zE = np.full(ne, cost)
     nu = k + kc * n + ne
     ynorm = np.linalg.norm(y)
+
+    # a cone block and its opposite-sign copy (A_g = -A_g') share one Schur term (_schur_factors)
+    lead, mate = _pairs(F, ci)
 
     it0, best, warm = 0, None, None
     if state is not None:
@@ -465,7 +515,7 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
             if Lc is None:
                 break  # numerical breakdown: keep the best iterate
             Linv = _tri_inv(Lc)
-            R = (Linv[:, :, 1:] @ F.a_t(ci)).reshape(-1, n)
+            R = (_schur_factors(Linv[:, 1:, 1:], lead, mate) @ F.a_t(ci[lead])).reshape(-1, n)
         H = F.gram(np.where(F.cone, 0.0, WQ.eta ** 2))
         U = np.where(F.cone[:, None], 0.0, np.sqrt(2) * WQ.eta[:, None] * WQ.wb[:, 1:])
         C = F.cols(U)
@@ -605,18 +655,26 @@ def _cone_screen(F, gs, U, screen, iters=25):
         lips = 1.1 * np.linalg.norm(Gt(G(z)), axis=1)
         F.lip_cache.update((g, lip) for g, lip, t in zip(gs.tolist(), lips, todo) if t)
     L = np.maximum(np.array([F.lip_cache[g] for g in gs]), 1e-300)[:, None]
-    mu = np.zeros((len(gs), F.n))
+    vals = np.empty(len(gs))
+    mus = np.zeros((len(gs), F.n))
+    on = np.arange(len(gs))  # the blocks not settled yet: a settled block leaves the batch
+    mu = mus
     nxt, tk = mu, 1.0
-    for it in range(iters):
-        if it and it % 5 == 0:
-            vals = np.linalg.norm(U + Gt(mu), axis=1)
-            if np.all(vals < screen):
-                return vals, mu
-        new = np.maximum(nxt - G(U + Gt(nxt)) / L, 0)
+    for it in range(iters + 1):
+        if it and (it % 5 == 0 or it == iters):
+            vals[on] = np.linalg.norm(U[on] + Gt(mu), axis=1)
+            mus[on] = mu
+            left = vals[on] >= screen
+            if it == iters or not left.any():
+                break
+            if not left.all():
+                on, mu, nxt, L = on[left], mu[left], nxt[left], L[left]
+                G, Gt = F.g_ops(gs[on])
+        new = np.maximum(nxt - G(U[on] + Gt(nxt)) / L, 0)
         tn = (1 + np.sqrt(1 + 4 * tk * tk)) / 2
         nxt = new + (tk - 1) / tn * (new - mu)
         mu, tk = new, tn
-    return np.linalg.norm(U + Gt(mu), axis=1), mu
+    return vals, mus
 
 
 def _dual_values(F, lam, mu_ws=None, ws=None, screen=1 - TIE_TOL):

@@ -264,3 +264,35 @@ def test_screened_dual_values_are_exact_where_they_matter(kind):
         matter = v[cone] >= 1 - fast_solver.TIE_TOL
         assert np.allclose(v[cone][matter], exact[matter], rtol=0, atol=1e-12)
         assert np.all(exact[~matter] < 1 - fast_solver.TIE_TOL)
+
+
+def test_paired_schur_factors():
+    """A block and its opposite-sign copy share one Schur factor S with S^T S = T^T T + T'^T T'
+    (Cholesky, or QR where the sum is singular); blocks without their copy keep T itself."""
+    rng = np.random.default_rng(0)
+    d = 6
+    T = np.tril(rng.standard_normal((5, d, d)))
+    T[3] = 0.0
+    T[4, :, 2:] = 0.0  # blocks 3 and 4: a singular sum, Cholesky fails, QR takes over
+    ci = np.array([10, 11, 12, 13, 14])
+    F = fast_solver.relu_family(rng.standard_normal((8, d)), np.ones((8, 8), bool), "exact").subset(ci)
+    assert F.twin.tolist() == [-1, -1, -1, -1, -1]
+    F.twin = np.array([2, -1, 0, 4, 3])
+    lead, mate = fast_solver._pairs(F, np.arange(5))
+    assert lead.tolist() == [0, 1, 3] and mate.tolist() == [2, -1, 4]
+    S = fast_solver._schur_factors(T, lead, mate)
+    for b, (g, m) in enumerate(zip(lead, mate)):
+        want = T[g].T @ T[g] + (T[m].T @ T[m] if m >= 0 else 0)
+        assert np.allclose(S[b].T @ S[b], want, atol=1e-12)
+    assert np.array_equal(S[1], T[1])
+
+
+def test_subset_keeps_opposite_sign_copies():
+    rng = np.random.default_rng(1)
+    inst = data.norm_instance(40, 5, 2, 0, 0, 0.0, rng)
+    B, _, _ = convex.norm_setup(inst, rng)
+    F = fast_solver.norm_family(B, "exact")
+    P = F.k // 2
+    sub = F.subset([3, P + 7, P + 3, 5])
+    assert sub.twin.tolist() == [2, -1, 0, -1]
+    assert np.array_equal(sub.base[[0, 2]], [sub.base[0]] * 2) and sub.sg[0] == -sub.sg[2]
