@@ -189,6 +189,24 @@ def plain_distances(sol, planted, cols, inst):
                 dis_test=float(np.linalg.norm(f - inst["y_test"])))
 
 
+def _compact_svd(A):
+    """np.linalg.svd(A, full_matrices=False) for a stack A (g, m, d): from the eigenvectors V
+    of A^T A, U = A V Sigma^-1, where A has m >= d and sigma_min > 1e-2 sigma_max (then U is
+    orthonormal to about 1e-12, and this is 2-3x faster); by SVD for the others."""
+    if A.shape[1] < A.shape[2]:
+        return np.linalg.svd(A, full_matrices=False)
+    w, V = np.linalg.eigh(np.matmul(A.transpose(0, 2, 1), A))
+    V = V[:, :, ::-1]
+    sv = np.sqrt(np.maximum(w[:, ::-1], 0))
+    good = sv[:, -1] > 1e-2 * sv[:, 0]
+    u = np.matmul(A, V) / np.where(good[:, None], sv, 1)[:, None, :]
+    vt = V.transpose(0, 2, 1)
+    if not good.all():
+        bad = np.flatnonzero(~good)
+        u[bad], sv[bad], vt[bad] = np.linalg.svd(A[bad], full_matrices=False)
+    return u, sv, vt
+
+
 def norm_blocks(X, M, buckets=4):
     """Compact SVDs D_i X = U_i Sigma_i V_i^T of every pattern (§3e), rank-0 patterns dropped.
 
@@ -215,11 +233,10 @@ def norm_blocks(X, M, buckets=4):
             continue  # all-zero patterns: rank 0, dropped below
         rows = np.argsort(~M[:, grp].T, axis=1, kind="stable")[:, :m]  # active rows first
         on_row = np.take_along_axis(M[:, grp].T, rows, 1)
-        u, sv, vt = np.linalg.svd(X[rows] * on_row[:, :, None], full_matrices=False)
+        u, sv, vt = _compact_svd(X[rows] * on_row[:, :, None])
         k = sv.shape[1]
-        Ug = np.zeros((len(grp), n, k))
-        Ug[np.arange(len(grp))[:, None], rows] = u * on_row[:, :, None]
-        U[grp, :, :k], s[grp, :k], Vt[grp, :k] = Ug, sv, vt
+        U[grp[:, None], rows, :k] = u * on_row[:, :, None]  # (each pattern's rows are distinct)
+        s[grp, :k], Vt[grp, :k] = sv, vt
     on = s > s[:, :1] * max(n, d) * np.finfo(float).eps
     rank = on.sum(1)
     keep = rank > 0
