@@ -592,11 +592,12 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
             e_c = (bcQ - dsQ - WQ.sq(dzQ), bcL - dsL - dzL / dL, bcE - dsE - dzE / dE)
             return e_d, e_p, e_s, e_c
 
-        def newton(rcQ, rcL, rcE):
+        def newton(rcQ, rcL, rcE, refine=True):
             b = ((-rd_t, -rd_w, -rd_e, -rd_r), -rp, (-rsQ, -rsL, -rsE),
                  (WQ.mul(_jdiv(lmQ, rcQ)), np.sqrt(sL / zL) * (rcL / lmL), np.sqrt(sE / zE) * (rcE / lmE)))
             D = solve(*b)
-            for _ in range(3 if reg or mu < 1e-9 else 1 if mu < 1e-6 else 0):  # iterative refinement: the Schur matrix is ill-conditioned late on
+            # iterative refinement: the Schur matrix is ill-conditioned late on
+            for _ in range(0 if not refine else 3 if reg or mu < 1e-9 else 1 if mu < 1e-6 else 0):
                 D = [u + v for u, v in zip(D, solve(*residual(D, *b)))]
             return D
 
@@ -607,7 +608,9 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
             return a
 
         # predictor (affine scaling)
-        Da = newton(-_jmul(lmQ, lmQ), -lmL * lmL, -lmE * lmE)
+        # (the predictor only sets sigma and the second-order term: no refinement; with it,
+        # 40 sample cells took the same block-iterations and 3-7% more time)
+        Da = newton(-_jmul(lmQ, lmQ), -lmL * lmL, -lmE * lmE, refine=False)
         a_aff = min(1.0, step(Da))
         sigma = (1 - a_aff) ** 3
         # corrector with Mehrotra's second-order term (W^-1 ds_a) o (W dz_a)
