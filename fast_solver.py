@@ -65,6 +65,7 @@ WARM_ERR = 1e-2     # a round's iterate kept to start the next one from (see _wa
 WARM_ITER = 50      # ... which falls back to a cold start if it has not converged by then
 WARM_ADD = 0.25     # ... only where it adds at most this fraction of its blocks (more: no gain)
 PRUNE_TOL = 1e-4     # the retry after a loose certificate keeps the blocks with v_g >= 1 - this
+REFINE_TOL = 1e-10   # iterative refinement stops where the Newton residual is below this, relative
 
 
 # ------------------------------------------------------------------------------------------
@@ -354,6 +355,13 @@ class _SocScaling:
         return (2 * Jw[:, :, None] * Jw[:, None, :] - J) / self.eta[:, None, None] ** 2
 
 
+def _norm(x):
+    """The 2-norm of a nest of tuples and lists of arrays."""
+    if isinstance(x, (tuple, list)):
+        return np.sqrt(sum(_norm(u) ** 2 for u in x))
+    return np.linalg.norm(x)
+
+
 def _tri_inv(L):
     """Inverses of the lower triangular matrices L (k, m, m): LAPACK's trtri, a third of
     the work of a general inverse."""
@@ -598,7 +606,10 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
             D = solve(*b)
             # iterative refinement: the Schur matrix is ill-conditioned late on
             for _ in range(0 if not refine else 3 if reg or mu < 1e-9 else 1 if mu < 1e-6 else 0):
-                D = [u + v for u, v in zip(D, solve(*residual(D, *b)))]
+                res = residual(D, *b)
+                if _norm(res) <= REFINE_TOL * _norm(b):
+                    break
+                D = [u + v for u, v in zip(D, solve(*res))]
             return D
 
         def step(D):
