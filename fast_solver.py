@@ -375,11 +375,12 @@ def _pairs(F, ci):
     """The cone blocks ci grouped by their A_g up to sign: positions `lead` into ci, one per
     group, and `mate` (the position of the lead's opposite-sign copy F.twin, -1 if that is
     not in ci)."""
+    if F.twin is None:
+        return np.arange(len(ci)), np.full(len(ci), -1)
     pos = {g: j for j, g in enumerate(ci.tolist())}
-    twin = F.twin if F.twin is not None else np.full(max(F.k, 1), -1)
     lead, mate = [], []
     for j, g in enumerate(ci.tolist()):
-        m = pos.get(int(twin[g]), -1)
+        m = pos.get(int(F.twin[g]), -1)
         if m < 0 or m > j:
             lead.append(j)
             mate.append(m)
@@ -556,7 +557,7 @@ def _ipm_core(F, y, rho=None, slack=True, cost=SLACK_COST, tol=IPM_TOL, max_iter
             v = np.column_stack([vt, vw])
             out = WQ.sq(v)
             if kc:
-                out[ci] = (((Linv @ v[ci][:, :, None]).transpose(0, 2, 1)) @ Linv)[:, 0]
+                out[ci] = (((Linv @ v[ci][:, :, None]).transpose(0, 2, 1)) @ Linv)[:, 0]  # L^-T L^-1 v
             return out[:, 0], out[:, 1:], ve / dE if use_e else ve, rho * vr if rho is not None else vr
 
         def solve(b_d, b_p, b_s, b_c):
