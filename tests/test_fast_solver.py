@@ -266,11 +266,12 @@ def test_screened_dual_values_are_exact_where_they_matter(kind):
         assert np.all(exact[~matter] < 1 - fast_solver.TIE_TOL)
 
 
-def test_paired_schur_factors():
+def test_paired_schur_rows():
     """A block and its opposite-sign copy share one Schur factor S with S^T S = T^T T + T'^T T'
-    (Cholesky, or QR where the sum is singular); blocks without their copy keep T itself."""
+    (Cholesky, or QR where the sum is singular); blocks without their copy keep T itself. The
+    rows R = [S_b A_b^T] give R^T R = the sum of the pairs' Schur terms A_b S_b^T S_b A_b^T."""
     rng = np.random.default_rng(0)
-    d = 6
+    d, n = 6, 9
     T = np.tril(rng.standard_normal((5, d, d)))
     T[3] = 0.0
     T[4, :, 2:] = 0.0  # blocks 3 and 4: a singular sum, Cholesky fails, QR takes over
@@ -280,11 +281,12 @@ def test_paired_schur_factors():
     F.twin = np.array([2, -1, 0, 4, 3])
     lead, mate = fast_solver._pairs(F, np.arange(5))
     assert lead.tolist() == [0, 1, 3] and mate.tolist() == [2, -1, 4]
-    S = fast_solver._schur_factors(T, lead, mate)
+    At = rng.standard_normal((3, d, n))
+    R = fast_solver._schur_rows(T, lead, mate, At).reshape(3, d, n)
     for b, (g, m) in enumerate(zip(lead, mate)):
         want = T[g].T @ T[g] + (T[m].T @ T[m] if m >= 0 else 0)
-        assert np.allclose(S[b].T @ S[b], want, atol=1e-12)
-    assert np.array_equal(S[1], T[1])
+        assert np.allclose(R[b].T @ R[b], At[b].T @ want @ At[b], atol=1e-12)
+    assert np.allclose(R[1], T[1] @ At[1], atol=1e-14)
 
 
 def test_subset_keeps_opposite_sign_copies():

@@ -38,7 +38,7 @@ def test_labels_and_planted_point(k, optw):
     assert np.allclose(convex.norm_network_output(net, inst["X_test"]), inst["y_test"], atol=1e-12)
 
 
-def test_compact_svd_blocks():
+def test_norm_blocks_factors():
     rng = np.random.default_rng(0)
     X = data.make_X(30, 6, 0, rng)
     M = patterns.sample_patterns(X, 40, rng)
