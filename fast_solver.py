@@ -120,6 +120,11 @@ class ReluBlocks:
         """(W -> G_g w_g, Z -> G_g^T z_g) over the blocks gs (see DenseBlocks.g_ops)."""
         return (lambda W: self.g_apply(gs, W)), (lambda Z: self.g_adjoint(gs, Z))
 
+    def g_normal(self, gs):
+        """Z -> G_g^T G_g z_g over the blocks gs: X^T X z_g (the signs square to 1)."""
+        XtX = self.X.T @ self.X
+        return lambda Z: Z @ XtX
+
     def g_gram(self, ci, C):
         """G_g^T diag(c_g) G_g = X^T diag(c_g) X (the signs square to 1), shape (kc, d, d):
         lower triangles only (see _syrk_grams)."""
@@ -215,6 +220,13 @@ class DenseBlocks:
             return self.G.ops(self.base[gs])
         G = self.G[self.base[gs]]
         return (lambda W: np.einsum("gmd,gd->gm", G, W)), (lambda Z: np.einsum("gmd,gm->gd", G, Z))
+
+    def g_normal(self, gs):
+        """Z -> G_g^T G_g z_g over the blocks gs (with lazy cones without forming G)."""
+        if hasattr(self.G, "normal"):
+            return self.G.normal(self.base[gs])
+        G, Gt = self.g_ops(gs)
+        return lambda Z: Gt(G(Z))
 
     def g_gram(self, ci, C):
         G = self._cones(ci)
@@ -667,15 +679,16 @@ def _cone_screen(F, gs, U, screen, iters=25):
     blocks' values at a round's lam are well below 1 (about 80% below 0.9), and this settles
     them for a fraction of an NNLS each. Step 1/L_g, L_g = ||G_g||^2 by power iteration
     (kept per family: it does not depend on lam). Returns (values, multipliers)."""
-    G, Gt = F.g_ops(gs)
     todo = np.array([g not in F.lip_cache for g in gs])
     if todo.any():
-        z = np.random.default_rng(0).standard_normal((len(gs), F.d))
+        normal = F.g_normal(gs[todo])
+        z = np.random.default_rng(0).standard_normal((todo.sum(), F.d))
         for _ in range(15):
-            z = Gt(G(z))
+            z = normal(z)
             z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-300)
-        lips = 1.1 * np.linalg.norm(Gt(G(z)), axis=1)
-        F.lip_cache.update((g, lip) for g, lip, t in zip(gs.tolist(), lips, todo) if t)
+        lips = 1.1 * np.linalg.norm(normal(z), axis=1)
+        F.lip_cache.update(zip(gs[todo].tolist(), lips))
+    G, Gt = F.g_ops(gs)
     L = np.maximum(np.array([F.lip_cache[g] for g in gs]), 1e-300)[:, None]
     vals = np.empty(len(gs))
     mus = np.zeros((len(gs), F.n))
@@ -1200,6 +1213,7 @@ class _LazyCones:
 
     def __init__(self, B):
         self.B = B
+        self.XtX = None
 
     def __getitem__(self, idx):
         return norm_cone_matrices(self.B, idx)
@@ -1215,6 +1229,14 @@ class _LazyCones:
         def adjoint(Z):
             return (T.transpose(0, 2, 1) @ (X.T @ (S * Z.T)).T[:, :, None])[:, :, 0]
         return apply, adjoint
+
+    def normal(self, idx):
+        """Z -> G_i^T G_i z_i = T_i^T X^T X T_i z_i over the patterns idx (the signs square to
+        1): d x d products only."""
+        if self.XtX is None:
+            self.XtX = self.B["X"].T @ self.B["X"]
+        T, XtX = self.B["T"][idx], self.XtX
+        return lambda Z: (T.transpose(0, 2, 1) @ ((T @ Z[:, :, None])[:, :, 0] @ XtX)[:, :, None])[:, :, 0]
 
 
 def norm_family(B, form="relaxed", beta=None):
