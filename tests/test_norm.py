@@ -41,13 +41,20 @@ def test_labels_and_planted_point(k, optw):
 def test_norm_blocks_factors():
     rng = np.random.default_rng(0)
     X = data.make_X(30, 6, 0, rng)
+    # rows 12-14 in the span of rows 10, 11: patterns on them are rank deficient, and their
+    # Cholesky factors fail or lose orthonormality, so the SVD takes over
+    X[12], X[13], X[14] = X[10] + X[11], X[10] - X[11], 2 * X[10] + X[11]
     M = patterns.sample_patterns(X, 40, rng)
     small = np.arange(30)[:, None] < np.array([1, 3, 5])  # ranks 1, 3, 5
-    M = np.column_stack([M[:, :20], np.zeros(30, bool), small, M[:, 20:]])  # and rank 0
+    rows = np.arange(30)[:, None]
+    deficient = np.column_stack([(rows >= 10) & (rows < 13),  # 3 rows (<= d), rank 2
+                                 (rows >= 10) & (rows < 17)])  # 7 rows (> d), rank 4
+    M = np.column_stack([M[:, :20], np.zeros(30, bool), small, deficient, M[:, 20:]])  # and rank 0
     B = convex.norm_blocks(X, M)
     assert B["M"].shape[1] == M.shape[1] - 1  # the rank-0 pattern is dropped
     assert (B["M"] == np.delete(M, 20, axis=1)).all()  # the others keep their order
-    assert list(B["rank"][20:23]) == [1, 3, 5] and (B["rank"] == np.minimum(B["M"].sum(0), 6)).all()
+    assert list(B["rank"][20:25]) == [1, 3, 5, 2, 4]
+    assert list(B["rank"]) == [np.linalg.matrix_rank(B["M"][:, i, None] * X) for i in range(B["M"].shape[1])]
     for i in range(B["M"].shape[1]):
         r = B["rank"][i]
         U, T, S = B["U"][i][:, :r], B["T"][i][:, :r], B["S"][i][:r]
