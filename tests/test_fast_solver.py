@@ -194,6 +194,32 @@ def test_polish_on_the_support(skip):
     assert np.all(np.linalg.norm(pol[1], axis=1)[np.linalg.norm(Wfull, axis=1) == 0] == 0)
 
 
+@pytest.mark.parametrize("beta", [None, 1e-3])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_polish_with_cones(beta, seed):
+    """The polish of the exact form (support blocks with active cone rows; basis pursuit and
+    lasso) takes a point 1e-8 off the optimum, whose certificate fails, back to a tight one
+    with the same objective."""
+    inst, M = skip_case(20, 20, seed)
+    ynorm = np.linalg.norm(inst["y"])
+    ys, rho = inst["y"] / ynorm, None if beta is None else beta / ynorm
+    F = fast_solver.relu_family(inst["X"], M, "exact", beta, True)
+    out, Wfull, cert = fast_solver._solve_scaled(F, ys, rho, ())
+    norms = np.linalg.norm(Wfull, axis=1)
+    S = np.flatnonzero(norms > 1e-6 * norms.max())
+    active = [(F.g_matrix(g) @ Wfull[g] <= 1e-9 * norms[g]).sum() for g in S if F.cone[g]]
+    assert sum(active) > 0
+    rng = np.random.default_rng(1)
+    Wp = Wfull.copy()
+    Wp[S] += 1e-8 * rng.standard_normal((len(S), F.d)) * norms[S, None]
+    outp = dict(out, lam=out["lam"] + 1e-8 * rng.standard_normal(F.n))
+    v, _ = fast_solver._dual_values(F, outp["lam"])
+    assert fast_solver._cert_excess(fast_solver._certificate(F, ys, Wp, outp["lam"], v, rho)) > 1
+    pol = fast_solver._polish(F, ys, outp, Wp, rho)
+    assert pol is not None and fast_solver._cert_excess(pol[2]) <= 1
+    assert abs(pol[2]["primal"] - cert["primal"]) <= 1e-8 * cert["primal"]
+
+
 @pytest.mark.parametrize("n,d,k,seed", [(150, 20, 2, 2), (200, 30, 2, 3), (80, 20, 1, 2)])
 def test_polish_keeps_lam_dual_feasible_beyond_the_support(n, d, k, seed):
     """With n > |S| d the polish's Newton system leaves lam free along the null space of the
