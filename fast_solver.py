@@ -961,11 +961,7 @@ def _polish(F, ys, out, Wfull, rho=None, steps=3, max_size=3000):
     if n + nw_all + m > max_size:
         return None
     A = _block_matrix(F, S)
-    Gblk = np.zeros((m, nw_all))  # block diagonal: the active rows of each block
-    row = 0
-    for j, G in enumerate(GI):
-        Gblk[row:row + len(G), j * d:(j + 1) * d] = G
-        row += len(G)
+    Gblk = sla.block_diag(*GI)  # (m, |S| d): the active rows of each block
     w = Wfull[S].ravel().copy()
     lam = out["lam"].copy()
     # the cones' multipliers that fit the stationarity conditions best at the starting point
@@ -1018,9 +1014,7 @@ def _polish(F, ys, out, Wfull, rho=None, steps=3, max_size=3000):
         w = w + step[:nw_all]
         lam = lam + step[nw_all:nw_all + n]
         mu = mu + step[nw_all + n:]
-    if best is None:
-        return None
-    _, w, lam = best
+    _, w, lam = best  # (set on the first pass: every block of S is nonzero)
     Wp = np.zeros_like(Wfull)
     Wp[S] = w.reshape(len(S), d)
     v, mus = _dual_values(F, lam)
