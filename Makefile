@@ -2,7 +2,7 @@
 PYTHON ?= python3
 DEMO := results/demo
 
-.PHONY: install demo test figures figures-quick
+.PHONY: install demo test lint figures figures-quick
 install:
 	$(PYTHON) -m pip install -q -r requirements.txt
 
@@ -13,6 +13,9 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest -q tests
+
+lint: install
+	$(PYTHON) -m ruff check .
 
 # Every figure of the issue (reproduce.py): paper scale (hours), or the CI grid (minutes).
 figures: install

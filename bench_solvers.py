@@ -1,12 +1,13 @@
-"""Benchmark of the fast certified solver against CVXPY + Clarabel (issue 4).
+"""Benchmark of the fast certified solver against CVXPY + Clarabel.
 
 A fixed, seeded set of instances spanning the recovery transition (n/d from 1.5 to 4, both
-sides of it, several (n, d) up to 400 x 100) is solved, in the same run, by
-convex.solve_relu(..., solver="CLARABEL") and by fast_solver.solve_relu, for each program form:
+sides of it, several (n, d) up to 400 x 100) is solved, in the same run, through the one solve
+dispatch planted.solve with solver="CLARABEL" and with solver="fast" (planted.solver), for
+each program form:
 
     relaxed / exact / train (beta = 1e-6), each with the skip neuron (planted linear neuron,
-    reference §1 skip data), without it (plain ReLU, one planted ReLU neuron whose pattern
-    is the first one), and the normalization-layer programs of §3e (one planted neuron).
+    docs/reference.md §1 skip data), without it (plain ReLU, one planted ReLU neuron whose
+    pattern is the first one), and the normalization-layer programs of §3e (one planted neuron).
 
 Per form it prints the median time ratio (CVXPY / fast), the max relative objective
 difference, the number of recovery decisions that differ and, separately, the ties (the fast
@@ -17,13 +18,12 @@ overall median speed-up. With beta = 1e-6 the training objectives are about 1e-6
 Clarabel's default absolute accuracy (about 1e-8) is up to a relative 1e-2 there: `--tight`
 runs the reference with tolerances 1e-12 for that comparison (slower; timings then compare
 against the tight reference). The fast solver pays a fixed overhead of a few tenths of a
-second, so below n ~ 60 CVXPY is quicker; the targets of issue 4 are at the large cells.
+second, so below n ~ 60 CVXPY is quicker; its gains are at the large cells.
 
     python bench_solvers.py --quick          # CI-sized, about a minute
     python bench_solvers.py                  # the full set (CVXPY needs ~40 s per 400 x 100 solve)
     python bench_solvers.py --forms relaxed-skip --sizes 400x100
 """
-import argparse
 import resource
 import sys
 import time
@@ -31,10 +31,9 @@ import tracemalloc
 
 import numpy as np
 
-import convex
-import data
-import fast_solver
-import patterns
+from planted import data, patterns, recovery, solve
+from planted.cli import Parser
+from planted.solution import SolveFailed
 
 FORMS = {  # name: (form, beta, kind)
     "relaxed-skip": ("relaxed", None, "skip"),
@@ -54,9 +53,9 @@ FULL_SIZES = [(20, 10), (30, 10), (40, 10), (60, 20), (80, 20), (75, 50), (100, 
 
 
 def instance(n, d, kind, seed):
-    """Planted data (reference §1: Gaussian X and weights, no noise) and sampled patterns:
+    """Planted data (§1: Gaussian X and weights, no noise) and sampled patterns:
     skip: one planted linear neuron; plain / norm: one planted ReLU neuron, its pattern first
-    (the normalization-layer blocks from convex.norm_setup)."""
+    (the normalization-layer blocks from recovery.norm_setup)."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(n, d, list(KINDS).index(kind))))
     if kind == "skip":
         inst = data.skip_instance(n, d, 0, 0, 0.0, rng)
@@ -64,32 +63,30 @@ def instance(n, d, kind, seed):
         return inst
     if kind == "plain":
         inst = data.plain_instance(n, d, 1, 0, 0, 0.0, rng)
-        inst["M"], inst["cols"], inst["planted"] = convex.plain_setup(inst, rng)
+        inst["M"], inst["cols"], inst["planted"] = recovery.plain_setup(inst, rng)
         return inst
     inst = data.norm_instance(n, d, 1, 0, 0, 0.0, rng)
-    inst["B"], inst["cols"], inst["planted"] = convex.norm_setup(inst, rng)
+    inst["B"], inst["cols"], inst["planted"] = recovery.norm_setup(inst, rng)
     return inst
 
 
 KINDS = ("skip", "plain", "norm")
 
 
-def solve(inst, form, beta, kind, fast, opts=None):
+def run_solver(inst, form, beta, kind, fast, opts=None):
+    """One program through planted.solve: solver "fast" or "CLARABEL" (with its settings opts)."""
+    solver = "fast" if fast else "CLARABEL"
     if kind == "norm":
-        if fast:
-            return fast_solver.solve_norm(inst["B"], inst["y"], form, beta)
-        return convex.solve_norm(inst["B"], inst["y"], form, beta, solver="CLARABEL", opts=opts)
-    if fast:
-        return fast_solver.solve_relu(inst["X"], inst["M"], inst["y"], form, beta, kind == "skip")
-    return convex.solve_relu(inst["X"], inst["M"], inst["y"], form, beta, kind == "skip",
-                             solver="CLARABEL", opts=opts)
+        return solve.solve_norm(inst["B"], inst["y"], form, beta, solver=solver, opts=opts)
+    return solve.solve_relu(inst["X"], inst["M"], inst["y"], form, beta, kind == "skip", solver=solver,
+                            opts=opts)
 
 
 def rec(sol, inst, kind):
     """rec of §4: the planted model, every other block 0 (tolerance 1e-4)."""
     if kind == "skip":
-        return convex.skip_recovered(sol, inst["w"])
-    return convex.blocks_recovered(sol, inst["planted"])
+        return recovery.skip_recovered(sol, inst["w"])
+    return recovery.blocks_recovered(sol, inst["planted"])
 
 
 def timed(f):
@@ -99,7 +96,7 @@ def timed(f):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the CI-sized subset (small sizes)")
     p.add_argument("--forms", default=",".join(FORMS), help="comma-separated subset of " + ",".join(FORMS))
     p.add_argument("--sizes", default=None, help="comma-separated NxD list, overrides the set")
@@ -125,27 +122,27 @@ def main(argv=None):
         ratios, objdiff, worse, differ, ties, fails = [], 0.0, -np.inf, 0, 0, []
         for n, d in sizes:
             if kind == "norm" and n < d:
-                continue  # the normalization programs need n >= d (reference §1)
+                continue  # the normalization programs need n >= d (§1)
             for seed in range(args.seeds):
                 inst = instance(n, d, kind, seed)
                 try:
-                    ref, t_ref = timed(lambda: solve(inst, form, beta, kind, False, opts))
-                except convex.SolveFailed as e:
+                    ref, t_ref = timed(lambda: run_solver(inst, form, beta, kind, False, opts))
+                except SolveFailed as e:
                     fails.append(f"{n}x{d}/{seed} CLARABEL: {e}")
                     continue
                 tracemalloc.start()
                 try:
-                    sol, t_fast = timed(lambda: solve(inst, form, beta, kind, True))
-                except convex.SolveFailed as e:
+                    sol, t_fast = timed(lambda: run_solver(inst, form, beta, kind, True))
+                except SolveFailed as e:
                     fails.append(f"{n}x{d}/{seed} fast: {e}")
                     tracemalloc.stop()
                     continue
                 peak = max(peak, tracemalloc.get_traced_memory()[1])
                 tracemalloc.stop()
-                signed = (sol["objective"] - ref["objective"]) / max(abs(ref["objective"]), 1e-12)
+                signed = (sol.objective - ref.objective) / max(abs(ref.objective), 1e-12)
                 rel = abs(signed)
                 r_ref, r_fast = rec(ref, inst, kind), rec(sol, inst, kind)
-                tie = not sol["unique"]
+                tie = not sol.unique
                 ratios.append(t_ref / t_fast)
                 objdiff = max(objdiff, rel)
                 worse = max(worse, signed)
@@ -154,8 +151,8 @@ def main(argv=None):
                 if args.verbose:
                     print(f"  {name:14s} {n:4d}x{d:<4d} seed {seed}  cvxpy {t_ref:7.2f} s  fast {t_fast:6.3f} s"
                           f"  x{t_ref / t_fast:6.1f}  objdiff {rel:.1e}  rec {r_ref}/{r_fast}"
-                          f"{'  tie' if tie else ''}  rounds {sol['rounds']}"
-                          f"  blocks {sol['certificate']['blocks']}", flush=True)
+                          f"{'  tie' if tie else ''}  rounds {sol.rounds}"
+                          f"  blocks {sol.certificate.get('blocks')}", flush=True)
         all_ratios += ratios
         med = np.median(ratios) if ratios else float("nan")
         print(f"{name:14s} instances {len(ratios):3d}  median time ratio {med:7.1f}x"

@@ -1,27 +1,25 @@
 """Figure 3 of [LLR]: does gradient descent from a tiny init recover the target from few samples?
 
-Target f*(x) = sum_{s=1..3} tanh(0.6 x_s + 0.8 x_{s+1} + x_{s+2}), x ~ N(0, I_5) (reference §8).
-Families, each at width multiplier N: cnn (N kernels of size 3, 7N parameters, model rank 7),
-cnn-ns (the same without weight sharing, 15N, rank 15), fc (3N tanh neurons, 21N, rank 21); all
-with hidden biases and no output bias. Every (family, N, training size n, trial) is one
-training run: init N(0, init_var), full-batch gradient descent on the training MSE
-(1/n) sum_i (f(x_i) - y_i)^2 with step --lr, stopped when the training MSE is below --tol
-(checked every --check steps) or after --steps steps. Saved: test MSE on 1000 fresh points,
-final training MSE and steps used, each an array (family, N, n, trial) with a JSON sidecar.
+Target f*(x) = sum_{s=1..3} tanh(0.6 x_s + 0.8 x_{s+1} + x_{s+2}), x ~ N(0, I_5)
+(docs/reference.md §8). Families, each at width multiplier N: cnn (N kernels of size 3, 7N
+parameters, model rank 7), cnn-ns (the same without weight sharing, 15N, rank 15), fc (3N tanh
+neurons, 21N, rank 21); all with hidden biases and no output bias. Every (family, N, training
+size n, trial) is one training run: init N(0, init_var), full-batch gradient descent on the
+training MSE (1/n) sum_i (f(x_i) - y_i)^2 with step --lr, stopped when the training MSE is below
+--tol (checked every --check steps) or after --steps steps. Saved: test MSE on 1000 fresh
+points, final training MSE and steps used, each an array (family, N, n, trial) with a JSON
+sidecar (planted.results).
 
 All runs of one (family, N) train together as one tensor program: parameters stacked along a
-batch axis (llr.Arch.forward broadcasts over it), samples zero-padded to a common length inside
-a few size buckets, runs that have stopped dropped from the batch.
+batch axis (planted.llr.Arch.forward broadcasts over it), samples zero-padded to a common
+length inside a few size buckets, runs that have stopped dropped from the batch.
 Seeds: training set from (seed, n, trial), test set from (seed, trial), init from
 (seed, family, N, n, trial), so every family and width sees the same data and a result never
 depends on which runs share a batch.
 """
 import argparse
 import datetime
-import json
-import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -30,13 +28,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import llr
-import utils
+from planted import llr, results
+from planted.cli import Parser, default_jobs, positive_float, positive_int
 
 FAMILIES = ("cnn", "cnn-ns", "fc")  # the order fixes the init seeds: append, never reorder
 DATA, TEST, INIT = 0, 1, 2          # spawn-key tags of the three kinds of random draw
 N_TEST = 1000
 STEP_OVERHEAD = 1e6
+METRICS = ("test_mse", "train_mse", "steps")  # the first is the main result
 RESULT_FLAGS = ("families", "widths", "sizes", "lr", "steps", "tol", "check", "init_var", "seed",
                 "dtype", "buckets")
 
@@ -233,26 +232,26 @@ def result_tail(parser, args):
 
 
 def make_parser():
-    p = utils.Parser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--families", type=family_list, default="cnn,cnn-ns,fc",
                    help="comma list of cnn, cnn-ns, fc (default: all three)")
     p.add_argument("--widths", type=int_list, default="1,3,10,34,100", help="width multipliers N")
     p.add_argument("--sizes", type=int_list, default="1:63", help="training sizes n, e.g. 1:63 or 3,12")
-    p.add_argument("--sample", type=utils.positive_int, default=5, help="independent trials per (family, N, n)")
-    p.add_argument("--lr", type=utils.positive_float, default=0.2, help="gradient-descent step on the training MSE")
-    p.add_argument("--steps", type=utils.positive_int, default=10000, help="step budget of a run")
-    p.add_argument("--tol", type=utils.positive_float, default=1e-10,
+    p.add_argument("--sample", type=positive_int, default=5, help="independent trials per (family, N, n)")
+    p.add_argument("--lr", type=positive_float, default=0.2, help="gradient-descent step on the training MSE")
+    p.add_argument("--steps", type=positive_int, default=10000, help="step budget of a run")
+    p.add_argument("--tol", type=positive_float, default=1e-10,
                    help="a run stops once its training MSE is below this")
-    p.add_argument("--check", type=utils.positive_int, default=50, help="test the stopping rule every this many steps")
-    p.add_argument("--init_var", type=utils.positive_float, default=1e-20, help="variance of the N(0, var) init")
+    p.add_argument("--check", type=positive_int, default=50, help="test the stopping rule every this many steps")
+    p.add_argument("--init_var", type=positive_float, default=1e-20, help="variance of the N(0, var) init")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                    help="training precision (test error is always evaluated in float64)")
     p.add_argument("--buckets", type=bucket_count, default=0,
                    help="size buckets per (family, N); fewer pad more, more cost more calls; 0: auto")
     p.add_argument("--seed", type=int, default=0, help="root of all seeds")
-    p.add_argument("--threads", type=utils.positive_int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads (1: on a shared or small machine, intra-op threads mostly wait)")
-    p.add_argument("--jobs", type=utils.positive_int, default=os.cpu_count() or 1,
+    p.add_argument("--jobs", type=positive_int, default=default_jobs(),
                    help="worker processes, each training whole batches with --threads threads "
                         "(default: one per core; results do not depend on it)")
     p.add_argument("--save_folder", default="results", help="where result files go")
@@ -265,15 +264,13 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     if args.lr > 0.5 or args.lr < 0.05:
         print(f"llr_train: note: --lr {args.lr} is outside [0.05, 0.5], the range of [LLR]", file=sys.stderr)
-    try:
-        Path(args.save_folder).mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=args.save_folder).close()
-    except OSError as e:
-        parser.error(f"cannot write to --save_folder {args.save_folder}: {e.strerror or e}")
+    problem = results.check_folder(args.save_folder)
+    if problem:
+        parser.error(problem)
     folder = Path(args.save_folder)
     tail = result_tail(parser, args)
     shape = (len(args.families), len(args.widths), len(args.sizes), args.sample)
-    arrays = {name: np.full(shape, np.nan) for name in ("test_mse", "train_mse", "steps")}
+    arrays = {name: np.full(shape, np.nan) for name in METRICS}
     cpu_seconds = np.zeros(shape[:2])
     todo = tasks(args)
     total = sum(task[3] for task in todo)
@@ -282,7 +279,7 @@ def main(argv=None):
     def store(family, N, bucket, out):
         i, j = args.families.index(family), args.widths.index(N)
         k = [args.sizes.index(n) for n in bucket]
-        for name, value in zip(("test_mse", "train_mse", "steps"), out[:3]):
+        for name, value in zip(METRICS, out[:3]):
             arrays[name][i, j, k] = value
         cpu_seconds[i, j] += out[3]
 
@@ -302,24 +299,19 @@ def main(argv=None):
                     store(family, N, bucket, future.result())
                     bar.update(100.0 * work / total)
     wall = time.time() - start
-    files = {name: f"llr_train_{tail}.npy" if name == "test_mse" else f"llr_train_{name}_{tail}.npy"
-             for name in arrays}
+    files = results.file_names("llr_train", tail, METRICS)
     meta = dict(
         experiment="llr_train", flags=vars(args), argv=sys.argv if argv is None else list(argv),
-        axes=["family", "width", "size", "trial"], families=args.families, widths=args.widths,
+        axes=list(results.LLR_AXES), families=args.families, widths=args.widths,
         sizes=args.sizes, model_rank={f: family_arch(f, 1)[1] for f in args.families},
         param_count={f: [family_arch(f, N)[0].param_count for N in args.widths] for f in args.families},
         loss="training MSE (1/n) sum_i (f(x_i) - y_i)^2; test MSE on 1000 fresh points",
         stopping_rule=f"training MSE < {args.tol} (checked every {args.check} steps) or {args.steps} steps",
         diverged=int(np.sum(~np.isfinite(arrays["train_mse"]))),
-        files=files, versions=utils.versions(), date=datetime.datetime.now().isoformat(timespec="seconds"),
+        files=files, versions=results.versions(), date=datetime.datetime.now().isoformat(timespec="seconds"),
         wall_seconds=round(wall, 3), cpu_seconds=round(float(cpu_seconds.sum()), 3),
         family_width_cpu_seconds=np.round(cpu_seconds, 3).tolist(), cores_used=args.jobs * args.threads)
-    for name, file in files.items():
-        array = arrays[name]
-        utils.atomic_save(folder / file, lambda tmp: np.save(tmp, array))
-        sidecar = json.dumps(dict(meta, metric=name), indent=1)
-        utils.atomic_save((folder / file).with_suffix(".json"), lambda tmp: Path(tmp).write_text(sidecar))
+    results.write(folder, files, arrays, meta)
     recovered = np.mean(arrays["test_mse"] < 1e-6)
     print(f"llr_train: {int(np.prod(shape))} runs in {wall:.1f} s ({meta['cpu_seconds']:.0f} CPU s), "
           f"{meta['diverged']} diverged, "

@@ -2,25 +2,24 @@
 
 Same instances as rec_rate_norm.py (same seed: same data). dis_abs = sqrt(sum_j ||block_{s_j}
 - w_hat_j||^2) in the convex variables, dis_test = ||f(X_test) - y_test|| of the solution
-mapped to a normalization-layer network, real ReLUs (reference §3e, §4). NaN where n < d.
+mapped to a normalization-layer network, real ReLUs (§3e, §4). NaN where n < d.
 """
-import convex
-import data
 import utils
+from planted import data, recovery, solve
 
 
 def cell(args, n, d, rng):
     inst, why = data.relu_cell(args, n, d, rng, normalize=True)
     if why:
         return dict(status=why)
-    B, cols, planted = convex.norm_setup(inst, rng)
-    sol = convex.solve_norm(B, inst["y"], form=args.form, solver=args.solver)
-    return convex.norm_distances(sol, B, planted, cols, inst) | dict(
-        status=sol["status"], details=dict(inst, M=B["M"], cols=cols, **convex.arrays(sol)))
+    B, cols, planted = recovery.norm_setup(inst, rng)
+    sol = solve.solve_norm(B, inst["y"], form=args.form, solver=args.solver)
+    return recovery.norm_distances(sol, B, planted, cols, inst) | dict(
+        status=sol.status, details=dict(inst, M=B.M, cols=cols, **sol.arrays()))
 
 
 if __name__ == "__main__":
     parser = utils.experiment_parser(__doc__.splitlines()[0], neurons=True)
-    parser.add_argument("--form", default="relaxed", choices=convex.FORMS,
+    parser.add_argument("--form", default="relaxed", choices=solve.FORMS,
                         help="relaxed: min sum ||w_i|| s.t. sum U_i w_i = y; exact: with the cones (§3e)")
     utils.run(parser, cell, ["dis_abs", "dis_test"], result_flags=["neu", "form"])

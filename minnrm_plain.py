@@ -2,25 +2,24 @@
 
 Same instances as rec_rate_plain.py (same seed: same data). dis_abs = sqrt(sum_j ||block_{s_j}
 - w_j||^2) in the convex variables, dis_test = ||f(X_test) - y_test|| of the solution mapped
-to a ReLU network, real ReLUs (reference §3d, §4).
+to a ReLU network, real ReLUs (§3d, §4).
 """
-import convex
-import data
 import utils
+from planted import data, recovery, solve
 
 
 def cell(args, n, d, rng):
     inst, why = data.relu_cell(args, n, d, rng, normalize=False)
     if why:
         return dict(status=why)
-    M, cols, planted = convex.plain_setup(inst, rng)
-    sol = convex.solve_relu(inst["X"], M, inst["y"], form=args.form, skip=False, solver=args.solver)
-    return convex.plain_distances(sol, planted, cols, inst) | dict(
-        status=sol["status"], details=dict(inst, M=M, cols=cols, **convex.arrays(sol)))
+    M, cols, planted = recovery.plain_setup(inst, rng)
+    sol = solve.solve_relu(inst["X"], M, inst["y"], form=args.form, skip=False, solver=args.solver)
+    return recovery.plain_distances(sol, planted, cols, inst) | dict(
+        status=sol.status, details=dict(inst, M=M, cols=cols, **sol.arrays()))
 
 
 if __name__ == "__main__":
     parser = utils.experiment_parser(__doc__.splitlines()[0], neurons=True)
-    parser.add_argument("--form", default="relaxed", choices=convex.FORMS,
+    parser.add_argument("--form", default="relaxed", choices=solve.FORMS,
                         help="relaxed: one block per pattern, no cones; exact: with the cones (§3d)")
     utils.run(parser, cell, ["dis_abs", "dis_test"], result_flags=["neu", "form"])

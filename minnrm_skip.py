@@ -1,26 +1,22 @@
 """Distance of the minimal-norm ReLU + skip solution to the planted linear neuron.
 
 Same instances as rec_rate_skip.py (same seed: same data). dis_abs = ||w0 - w|| and
-dis_test = ||f(X_test) - y_test|| of the solution mapped to a ReLU network (reference §4).
+dis_test = ||f(X_test) - y_test|| of the solution mapped to a ReLU network (§4).
 """
-import numpy as np
-
-import convex
-import data
-import patterns
 import utils
+from planted import data, patterns, recovery, solve
 
 
 def cell(args, n, d, rng):
     inst = data.skip_instance(n, d, args.optx, args.optw, args.sigma, rng)
     M = patterns.skip_patterns(inst["X"], rng)
-    sol = convex.solve_relu(inst["X"], M, inst["y"], form=args.form, solver=args.solver)
-    return convex.skip_distances(sol, inst) | dict(
-        status=sol["status"], details=dict(inst, M=M, **convex.arrays(sol)))
+    sol = solve.solve_relu(inst["X"], M, inst["y"], form=args.form, solver=args.solver)
+    return recovery.skip_distances(sol, inst) | dict(
+        status=sol.status, details=dict(inst, M=M, **sol.arrays()))
 
 
 if __name__ == "__main__":
     parser = utils.experiment_parser(__doc__.splitlines()[0])
-    parser.add_argument("--form", default="relaxed", choices=convex.FORMS,
+    parser.add_argument("--form", default="relaxed", choices=solve.FORMS,
                         help="relaxed: group basis pursuit (§3a); exact: with cone constraints (§3b)")
     utils.run(parser, cell, ["dis_abs", "dis_test"], result_flags=["form"])

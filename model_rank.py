@@ -7,42 +7,42 @@
     python model_rank.py --arch fc --target weights.npz --width 5
     python model_rank.py --table --d 28 --s 3 --k 1
 
-The target is placed at the most condensed point of the N-times-wider network (reference §8:
-every unit split N ways, or kept with null units beside it), the tangent matrix is built in
-float64 over many Gaussian inputs with torch.func, and its singular values above 1e-10 of the
-largest are counted. Also printed: the closed form of §8 for the target's k units (exact, or an
-upper bound for deep networks), the parameter count, and the empirical model rank (rank on the
-first n inputs) for growing n, whose first n reaching the model rank is the optimistic sample
-size. A file target is an .npz of the narrow weights named as in llr.py (W, b, a; K, b, A;
-W1, ..., a for deep-fc).
+The target is placed at the most condensed point of the N-times-wider network
+(docs/reference.md §8: every unit split N ways, or kept with null units beside it), the tangent
+matrix is built in float64 over many Gaussian inputs with torch.func, and its singular values
+above 1e-10 of the largest are counted. Also printed: the closed form of §8 for the target's k
+units (exact, or an upper bound for deep networks), the parameter count, and the empirical model
+rank (rank on the first n inputs) for growing n, whose first n reaching the model rank is the
+optimistic sample size. A file target is an .npz of the narrow weights named as in
+planted/llr.py (W, b, a; K, b, A; W1, ..., a for deep-fc).
 """
 import json
 import sys
 from pathlib import Path
 
-import llr
-import utils
+from planted import llr  # torch, not cvxpy: nothing here solves a convex program
+from planted.cli import Parser, positive_float, positive_int
 
 DEFAULTS = dict(k=1, d=5, s=3, layers=2)  # the random target's sizes when not given
 TABLE_DEFAULTS = dict(k=1, d=28, s=3)     # the 2-D example of §8 (685k, 6760k, 530660k)
 
 
 def make_parser():
-    p = utils.Parser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", choices=llr.ARCHS, help="architecture (required unless --table)")
     p.add_argument("--target", help="fig3, random, or the path of an .npz of narrow weights")
-    p.add_argument("--width", type=utils.positive_int, default=1,
+    p.add_argument("--width", type=positive_int, default=1,
                    help="width multiplier N: the network has N times the target's units per layer")
-    p.add_argument("--k", type=utils.positive_int, help="random target: units (kernels) per layer (default 1)")
-    p.add_argument("--d", type=utils.positive_int,
+    p.add_argument("--k", type=positive_int, help="random target: units (kernels) per layer (default 1)")
+    p.add_argument("--d", type=positive_int,
                    help="random target: input size, d x d for 2-D (default 5; --table: 28)")
-    p.add_argument("--s", type=utils.positive_int, help="random target: kernel size of the CNNs (default 3)")
-    p.add_argument("--layers", type=utils.positive_int, help="random deep-fc target: hidden layers (default 2)")
+    p.add_argument("--s", type=positive_int, help="random target: kernel size of the CNNs (default 3)")
+    p.add_argument("--layers", type=positive_int, help="random deep-fc target: hidden layers (default 2)")
     p.add_argument("--embedding", choices=("split", "null"), default="split",
                    help="how the target sits in the wide network: units split N ways, or null units added")
-    p.add_argument("--samples", type=utils.positive_int,
+    p.add_argument("--samples", type=positive_int,
                    help="Gaussian inputs of the tangent matrix (default: 2 x parameters + 50, capped)")
-    p.add_argument("--rtol", type=utils.positive_float, default=llr.RTOL,
+    p.add_argument("--rtol", type=positive_float, default=llr.RTOL,
                    help="singular values above rtol x the largest count")
     p.add_argument("--seed", type=int, default=0, help="seed of the random target and of the inputs")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -92,7 +92,7 @@ def table(parser, args):
         print(json.dumps(dict(d=d, s=s, k=k, width=args.width, rows=rows)))
         return
     print(f"Model rank of a target of k={k} kernel(s) of size s={s} (s x s in 2-D) on inputs of size "
-          f"d={d} (d x d in 2-D), two-layer tanh networks (reference §8); parameters at width N={args.width}")
+          f"d={d} (d x d in 2-D), two-layer tanh networks (docs/reference.md §8); parameters at width N={args.width}")
     w, f = max(len(r["family"]) for r in rows), max(len(r["formula"]) for r in rows)
     print(f"{'architecture':{w}}  {'model rank':>10}  {'formula':{f}}  {'parameters':>10}")
     for r in rows:

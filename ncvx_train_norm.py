@@ -1,15 +1,14 @@
 """Nonconvex (PyTorch) training of the normalization-layer network on k planted ReLU neurons.
 
 Same instances as the convex scripts (same seed: same data). Trains f(X) = sum_i a_i gamma_i
-(X W_i)_+ / ||(X W_i)_+|| (reference §5, the norm over the batch; on X_test over the test
+(X W_i)_+ / ||(X W_i)_+|| (§5, the norm over the batch; on X_test over the test
 batch) and saves dis_test = ||f(X_test) - y_test||, the final training loss and every loss
 curve (an extra epoch axis). Unlike the convex scripts it is defined for n < d too.
 """
 import numpy as np
 
-import data
-import networks
 import utils
+from planted import data, networks
 
 
 def cell(args, n, d, rng):

@@ -1,14 +1,13 @@
 """Nonconvex (PyTorch) training of the plain ReLU network on k planted ReLU neurons.
 
 Same instances as the convex plain scripts (same seed: same data). Trains f(X) = (X W)_+ a
-(reference §5) and saves dis_test = ||f(X_test) - y_test||, the final training loss and
+(§5) and saves dis_test = ||f(X_test) - y_test||, the final training loss and
 every loss curve (an extra epoch axis).
 """
 import numpy as np
 
-import data
-import networks
 import utils
+from planted import data, networks
 
 
 def cell(args, n, d, rng):

@@ -1,14 +1,13 @@
 """Nonconvex (PyTorch) training of the ReLU + skip network on planted linear data.
 
 Same instances as the convex scripts (same seed: same data). Trains f(X) = (X w0) a0 +
-(X W)_+ a (reference §5) and saves dis_abs = ||a0 w0 - w||, dis_test = ||f(X_test) - y_test||,
+(X W)_+ a (§5) and saves dis_abs = ||a0 w0 - w||, dis_test = ||f(X_test) - y_test||,
 the final training loss, and every loss curve (an extra epoch axis).
 """
 import numpy as np
 
-import data
-import networks
 import utils
+from planted import data, networks
 
 
 def cell(args, n, d, rng):

@@ -3,39 +3,21 @@
     python plot_llr.py RESULT.npy --out FIG.png [--trial_mean log]
 
 RESULT.npy is the test-MSE array of llr_train.py (family, N, n, trial) with its JSON sidecar.
-Colour: log10 of the test MSE averaged over trials (reference §8: "average test error, log
-scale"). Dashed white line: the model rank of the target in the family (the optimistic sample
+Colour: log10 of the test MSE averaged over trials (docs/reference.md §8: "average test error,
+log scale"). Dashed white line: the model rank of the target in the family (the optimistic sample
 size). Red ticks: each row's parameter count, written at the right edge (most lie beyond the
 largest n drawn).
 """
-import json
 import sys
-from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import utils  # noqa: E402
+from planted import plotting, results  # plotting selects the headless Agg backend
+from planted.cli import Parser
 
 NAMES = {"cnn": "CNN (shared kernel)", "cnn-ns": "CNN without weight sharing", "fc": "fully connected"}
 UNITS = {"cnn": "{N} kernels", "cnn-ns": "{N} kernel sets", "fc": "{N3} neurons"}
-
-
-def load(parser, path):
-    """The array and its sidecar, or a one-line usage error."""
-    path = Path(path)
-    try:
-        values = np.load(path, allow_pickle=False).astype(float)
-        meta = json.loads(path.with_suffix(".json").read_text())
-        shape = (len(meta["families"]), len(meta["widths"]), len(meta["sizes"]), meta["flags"]["sample"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        parser.error(f"cannot read llr_train result {path} with its .json sidecar: {e}")
-    if values.shape != shape:
-        parser.error(f"{path}: expected an array of shape {shape} (family, N, n, trial), got {values.shape}")
-    return values, meta
 
 
 def average(values, how):
@@ -47,18 +29,13 @@ def average(values, how):
         return np.nanmean(values, axis=-1)
 
 
-def edges(grid):
-    grid = np.asarray(grid, float)
-    step = np.diff(grid).min() if len(grid) > 1 else 1.0
-    return np.append(grid - step / 2, grid[-1] + step / 2)
-
-
 def panel(ax, mean, meta, family, vmin, vmax):
     sizes, widths = np.array(meta["sizes"]), meta["widths"]
     rows = np.arange(len(widths))
     with np.errstate(divide="ignore"):
-        image = ax.pcolormesh(edges(sizes), edges(rows), np.ma.masked_invalid(np.log10(mean)),
-                              cmap="viridis", vmin=vmin, vmax=vmax, shading="flat")
+        image = ax.pcolormesh(plotting.edges(sizes), plotting.edges(rows),
+                              np.ma.masked_invalid(np.log10(mean)), cmap="viridis", vmin=vmin, vmax=vmax,
+                              shading="flat")
     rank = meta["model_rank"][family]
     ax.axvline(rank, color="white", ls="--", lw=1.6, label=f"model rank {rank}")
     counts = meta["param_count"][family]
@@ -79,18 +56,14 @@ def panel(ax, mean, meta, family, vmin, vmax):
 
 
 def main(argv=None):
-    parser = utils.Parser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("result", help="test-MSE .npy of llr_train.py (with its .json sidecar)")
     parser.add_argument("--out", default=None, help="PNG to write (default: the result's name, .png)")
     parser.add_argument("--trial_mean", choices=("arithmetic", "log"), default="arithmetic",
                         help="average the trials' test MSE (default) or their log10")
     args = parser.parse_args(argv)
-    out = Path(args.out or Path(args.result).with_suffix(".png"))
-    if out.suffix.lower() != ".png":
-        parser.error(f"--out {out}: the figure is written as PNG, name it *.png")
-    if not out.parent.is_dir():
-        parser.error(f"--out {out}: folder {out.parent} does not exist")
-    values, meta = load(parser, args.result)
+    out = plotting.out_path(parser, args.out, args.result)
+    values, meta = plotting.load(parser, args.result, results.LLR_AXES)
     mean = average(values, args.trial_mean)
     with np.errstate(divide="ignore"):
         logs = np.log10(mean[np.isfinite(mean) & (mean > 0)])
@@ -107,7 +80,7 @@ def main(argv=None):
     cax = fig.add_axes((0.945, 0.15, 0.012, 0.7))
     mean_word = "mean" if args.trial_mean == "arithmetic" else "geometric mean"
     fig.colorbar(image, cax=cax, label=f"log10 test MSE ({mean_word} over trials)")
-    return utils.save_figure(parser, fig, out)
+    return plotting.save_figure(parser, fig, out)
 
 
 if __name__ == "__main__":

@@ -5,45 +5,26 @@
 Each RESULT.npy (shape len(nvec) x len(dvec) x sample) is read with its JSON sidecar, which
 gives the grids and the flags named in the title. Several files become panels of one figure.
 For 0/1 metrics (recovery, a condition holding) the colour is the rate with its 0.5 contour.
---fit locates the transition of each 0/1 panel (transition.py: per d, a logistic fit in n gives
-n50(d) with a bootstrap interval), draws n50(d) on the heatmap and writes FIG_fit.csv;
---fit_from 1 fits the cells with n >= d only.
+--fit locates the transition of each 0/1 panel (planted.transition, docs/reference.md §7: per
+d, a logistic fit in n gives n50(d) with a bootstrap interval), draws n50(d) on the heatmap and
+writes FIG_fit.csv; --fit_from 1 fits the cells with n >= d only.
 """
-import json
 import sys
 import warnings
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-
-import data  # noqa: E402
-import utils  # noqa: E402
+from planted import data, plotting, results  # plotting selects the headless Agg backend
+from planted.cli import Parser, nonnegative_float, positive_int
 
 METRICS = {"rec": "recovery of the planted model", "all_ones": "all-ones pattern present",
            "dis_abs": "distance to the planted weights", "dis_test": "test error ||f(X_test) - y_test||",
            "loss": "final training loss", "holds": "neural isometry condition holds",
            "value": "condition value (holds below 1)", "gap": "recovered minus condition holds"}
 TITLE_FLAGS = ("form", "neu", "sigma", "beta", "epochs", "lr", "m", "condition", "solver")
-
-
-def load(parser, path):
-    """The array and its sidecar, or a one-line usage error."""
-    path = Path(path)
-    try:
-        values = np.load(path, allow_pickle=False)
-        meta = json.loads(path.with_suffix(".json").read_text())
-        nvec, dvec = meta["nvec"], meta["dvec"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        parser.error(f"cannot read result {path} with its .json sidecar: {e}")
-    if values.ndim != 3 or values.shape[:2] != (len(nvec), len(dvec)):
-        parser.error(f"{path}: expected an array of shape (len(nvec)={len(nvec)}, len(dvec)={len(dvec)},"
-                     f" sample), got {values.shape}")
-    return values.astype(float), meta
 
 
 def is_rate(values):
@@ -59,17 +40,10 @@ def title(meta):
     return "\n".join([words[0], ", ".join(words[1:])])
 
 
-def edges(grid):
-    """Cell edges around the grid points, so each (n, d) is drawn centred on its value."""
-    grid = np.asarray(grid, float)
-    step = grid[1] - grid[0] if len(grid) > 1 else 1.0
-    return np.append(grid - step / 2, grid[-1] + step / 2)
-
-
 def draw_fit(ax, values, meta, fit_from=0.0):
     """The logistic n50(d) of a 0/1 panel with its bootstrap interval (fitted on n >= fit_from d);
     returns the table rows."""
-    import transition  # only with --fit
+    from planted import transition  # scipy: only with --fit
     rows = transition.table(values, meta["nvec"], meta["dvec"], fit_from=fit_from)
     fitted = [r for r in rows if np.isfinite(r["n50"])]
     if fitted:
@@ -90,8 +64,8 @@ def panel(ax, values, meta, args):
     finite = mean[np.isfinite(mean)]
     log = not rate and args.log and finite.size and finite.min() > 0
     norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if log else None
-    image = ax.pcolormesh(edges(nvec), edges(dvec), np.ma.masked_invalid(mean), cmap="viridis",
-                          norm=norm, vmin=None if log else (0 if rate else None),
+    image = ax.pcolormesh(plotting.edges(nvec), plotting.edges(dvec), np.ma.masked_invalid(mean),
+                          cmap="viridis", norm=norm, vmin=None if log else (0 if rate else None),
                           vmax=None if log else (1 if rate else None), shading="flat")
     label = f"{meta['metric']}, mean over {values.shape[2]} trials"
     if rate:
@@ -107,7 +81,7 @@ def panel(ax, values, meta, args):
     if args.theory:
         d = np.linspace(dvec[0], dvec[-1], 50)
         ax.plot(2 * d, d, color="red", lw=1.2, label="n = 2d (Wendel)")
-        ax.set_xlim(edges(nvec)[[0, -1]])
+        ax.set_xlim(plotting.edges(nvec)[[0, -1]])
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", fontsize=8, facecolor="0.6", framealpha=0.8)
     plt.colorbar(image, ax=ax, label=label + (" (log scale)" if log else ""))
@@ -118,26 +92,23 @@ def panel(ax, values, meta, args):
 
 
 def main(argv=None):
-    parser = utils.Parser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", help=".npy result files (each with its .json sidecar)")
     parser.add_argument("--out", default=None, help="PNG to write (default: the first result's name, .png)")
     parser.add_argument("--boundary", action="store_true", help="also draw the 0.9 contour of a rate")
-    parser.add_argument("--theory", action="store_true", help="overlay the line n = 2d (reference §2)")
+    parser.add_argument("--theory", action="store_true", help="overlay the line n = 2d (docs/reference.md §2)")
     parser.add_argument("--log", action="store_true", help="log colour scale for distances")
-    parser.add_argument("--cols", type=utils.positive_int, default=None,
+    parser.add_argument("--cols", type=positive_int, default=None,
                         help="panels per row (default: all in one row)")
     parser.add_argument("--fit", action="store_true",
                         help="0/1 panels: logistic fit of the rate in n per d, n50(d) drawn, FIG_fit.csv written")
-    parser.add_argument("--fit_from", type=utils.nonnegative_float, default=0.0, metavar="RATIO",
+    parser.add_argument("--fit_from", type=nonnegative_float, default=0.0, metavar="RATIO",
                         help="--fit on the cells with n >= RATIO * d only (1: leave out n < d, where the "
                              "skip programs with optw 1 recover for another reason)")
     args = parser.parse_args(argv)
-    out = Path(args.out or Path(args.results[0]).with_suffix(".png"))
-    if out.suffix.lower() != ".png":
-        parser.error(f"--out {out}: the figure is written as PNG, name it *.png")
-    if not out.parent.is_dir():
-        parser.error(f"--out {out}: folder {out.parent} does not exist")
-    loaded = [load(parser, path) for path in args.results]
+    out = plotting.out_path(parser, args.out, args.results[0])
+    # a loss curve (n, d, trial, epoch) or an llr_train.py result is not a heatmap
+    loaded = [plotting.load(parser, path, results.SWEEP_AXES) for path in args.results]
     cols = min(args.cols or len(loaded), len(loaded))
     nrows = -(-len(loaded) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 4.2 * nrows), squeeze=False)
@@ -151,15 +122,15 @@ def main(argv=None):
         elif args.fit:
             print(f"plot_phase: --fit: {path} is not a 0/1 rate; not fitted", file=sys.stderr)
     if args.fit:
-        import transition
+        from planted import transition  # scipy: only with --fit
         fit_csv = out.with_name(out.stem + "_fit.csv")
         try:
-            utils.atomic_save(fit_csv, lambda tmp: transition.write_csv(tmp, tables, extra=["result"]))
+            results.atomic_save(fit_csv, lambda tmp: transition.write_csv(tmp, tables, extra=["result"]))
         except OSError as e:
             parser.error(f"cannot write {fit_csv}: {e.strerror or e}")
         print(fit_csv)
     fig.tight_layout()
-    return utils.save_figure(parser, fig, out)
+    return plotting.save_figure(parser, fig, out)
 
 
 if __name__ == "__main__":

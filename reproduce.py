@@ -10,7 +10,7 @@ figN_*.png, a figN_*_fit.csv of the logistic transition fit beside every recover
 (plot_phase.py --fit), summary.md and summary.csv (one row per panel), and manifest.json (the
 commands, result files and seconds of every figure).
 
-Figures (reference §1-§8; paper scale n <= 400, d <= 100, step 10, 5 trials for convex
+Figures (docs/reference.md §1-§8; paper scale n <= 400, d <= 100, step 10, 5 trials for convex
 programs, 10 for training; --quick: n <= 100, d <= 30, fewer trials and epochs):
   1 recovery rate, relaxed and exact skip programs, Gaussian data, optw 0 and 1
   2 recovery rate of the relaxed skip program for the four data kinds (optx 0-3)
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-import data
-import utils
+from planted import data, results
+from planted.cli import Parser, positive_int
 
 ROOT = Path(__file__).resolve().parent
 SIGMAS = ("0", "0.05", "0.1", "0.2")
@@ -205,7 +205,7 @@ def fmt(x, digits=3):
 
 def rate_rows(fig, png, panels):
     """Per panel of a fitted figure: n50/d over the d where a transition was located."""
-    import transition
+    from planted import transition  # scipy: only for the summary of the fitted figures
     fits = transition.read_csv(png.with_name(png.stem + "_fit.csv"))
     rows = []
     for p in panels:
@@ -222,8 +222,7 @@ def distance_rows(fig, panels):
     """Per panel of a distance figure: the mean over the trials of cells with n >= 3d."""
     rows = []
     for p in panels:
-        values = np.load(p["file"])
-        meta = json.loads(Path(p["file"]).with_suffix(".json").read_text())
+        values, meta = results.read(p["file"])
         nvec, dvec = np.array(meta["nvec"]), np.array(meta["dvec"])
         above = nvec[:, None] >= ABOVE * dvec[None, :]
         rows.append(dict(figure=fig, panel=p["label"], statistic=f"mean {meta['metric']} over cells n >= {ABOVE}d",
@@ -233,8 +232,7 @@ def distance_rows(fig, panels):
 
 def llr_rows(fig, panels):
     """Per family: the model rank and, per width, the smallest n from which every size recovers."""
-    values = np.load(panels[0]["file"])
-    meta = json.loads(Path(panels[0]["file"]).with_suffix(".json").read_text())
+    values, meta = results.read(panels[0]["file"])
     sizes = np.array(meta["sizes"])
     rows = []
     for i, family in enumerate(meta["families"]):
@@ -270,7 +268,7 @@ def write_summary(r, figures, rows, scale_name):
              f"Grid: `{' '.join(r.scale['grid'])}`; results in `{r.results}`.", ""]
     headline = r.out / "fig1_rec_rate_skip_fit.csv"
     if headline.exists():
-        import transition
+        from planted import transition  # scipy: only for the summary of the fitted figures
         first = [f for f in transition.read_csv(headline) if "_w0_" in f["result"] and "formexact" not in f["result"]]
         lines += ["## Transition of the relaxed skip program (Gaussian X, optw 0)", "",
                   "Logistic fit of the recovery rate in log n per d, 95% bootstrap interval "
@@ -302,14 +300,16 @@ def figure_list(text):
 
 
 def main(argv=None):
-    parser = utils.Parser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="reduced grid (n <= 100, d <= 30, fewer trials, epochs, LLR sizes): minutes, for CI")
-    parser.add_argument("--only", type=figure_list, default=list(FIGURES), help="figures to make, e.g. 1,3 (default: all)")
-    parser.add_argument("--out", default=None,
-                        help="folder for the PNGs, fit CSVs and the summary (default: figures, with --quick figures/quick)")
-    parser.add_argument("--results", default="results", help="--save_folder of the sweeps (their cell stores live there)")
-    parser.add_argument("--jobs", type=utils.positive_int, default=None, help="passed to every script (default: theirs)")
+    parser.add_argument("--only", type=figure_list, default=list(FIGURES),
+                        help="figures to make, e.g. 1,3 (default: all)")
+    parser.add_argument("--out", default=None, help="folder for the PNGs, fit CSVs and the summary "
+                                                    "(default: figures, with --quick figures/quick)")
+    parser.add_argument("--results", default="results",
+                        help="--save_folder of the sweeps (their cell stores live there)")
+    parser.add_argument("--jobs", type=positive_int, default=None, help="passed to every script (default: theirs)")
     args = parser.parse_args(argv)
     args.out = args.out or ("figures/quick" if args.quick else "figures")
     for flag, folder in (("--out", args.out), ("--results", args.results)):

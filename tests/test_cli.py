@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-import convex
 import utils
 from conftest import ROOT
+from planted.solution import SolveFailed
 
 TINY = ["--n", "20", "--d", "10", "--sample", "2", "--jobs", "1"]  # one process: quick to start
 
@@ -96,7 +96,7 @@ def test_bad_training_flags(tmp_path):
 def test_failed_solve_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     def cell(args, n, d, rng):
         if n == 20:
-            raise convex.SolveFailed("CLARABEL: infeasible")
+            raise SolveFailed("CLARABEL: infeasible")
         return dict(rec=1.0)
     parser = utils.experiment_parser("test")
     parser.prog = "fake_experiment.py"

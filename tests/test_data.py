@@ -1,10 +1,9 @@
-"""Planted data (reference §1) and arrangement patterns (§2)."""
+"""Planted data (docs/reference.md §1) and arrangement patterns (§2)."""
 import numpy as np
 import pytest
 
-import data
-import patterns
 import utils
+from planted import data, patterns
 
 
 @pytest.mark.parametrize("n,d", [(30, 10), (10, 30), (20, 20)])

@@ -1,13 +1,13 @@
-"""Local linear recovery (reference §8): model ranks, embeddings, pitfalls, the recovery run."""
+"""Local linear recovery (docs/reference.md §8): model ranks, embeddings, pitfalls, the recovery run."""
 import json
 
 import numpy as np
 import pytest
 
-import llr
 import llr_train
 import model_rank
 import plot_llr
+from planted import llr
 
 
 def rank(arch, params, **kw):

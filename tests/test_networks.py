@@ -1,9 +1,8 @@
-"""PyTorch training of the ReLU + skip network (reference §5)."""
+"""PyTorch training of the ReLU + skip network (docs/reference.md §5)."""
 import numpy as np
 
-import data
-import networks
 import utils
+from planted import data, networks
 
 
 def easy_cell(seed=0, n=100, d=5):

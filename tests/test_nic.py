@@ -1,4 +1,4 @@
-"""Neural isometry conditions (reference §6): each is a dual certificate of the matching
+"""Neural isometry conditions (§6): each is a dual certificate of the matching
 relaxed program, so on every trial where it holds that program recovers the planted model."""
 import json
 from pathlib import Path
@@ -7,12 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import convex
-import data
 import nic
-import patterns
 import utils
 from cli_helpers import run_script, usage_error
+from planted import conditions, data, patterns, recovery, solve
 
 # (condition, k, optw, [(n, d), ...], trials per size, least number of trials where it holds)
 PROPERTY_CASES = [
@@ -27,7 +25,7 @@ PROPERTY_CASES = [
 ]
 
 
-@pytest.mark.parametrize("solver", [s for s in ("CLARABEL", "fast") if s in convex.SOLVERS])
+@pytest.mark.parametrize("solver", [s for s in ("CLARABEL", "fast") if s in solve.SOLVERS])
 @pytest.mark.parametrize("condition,k,optw,sizes,trials,least", PROPERTY_CASES,
                          ids=[f"{c[0]}-k{c[1]}-w{c[2]}" for c in PROPERTY_CASES])
 def test_condition_implies_recovery(condition, k, optw, sizes, trials, least, solver):
@@ -50,13 +48,13 @@ def test_one_neuron_conditions_are_the_k_neuron_ones_at_k_1():
     for trial in range(5):
         rng = utils.cell_rng(1, 30, 3, trial)
         inst = data.plain_instance(30, 3, 1, 0, 0, 0.0, rng)
-        M, cols, _ = convex.plain_setup(inst, rng, nic.num_directions(30))
-        a, b = nic.nic1(inst["X"], M, inst["W"][:, 0], cols[0]), nic.nick(inst["X"], M, inst["W"], cols)
+        M, cols, _ = recovery.plain_setup(inst, rng, conditions.num_directions(30))
+        a, b = conditions.nic1(inst["X"], M, inst["W"][:, 0], cols[0]), conditions.nick(inst["X"], M, inst["W"], cols)
         assert a["holds"] == b["holds"] and np.isclose(a["value"], b["value"])
         inst = data.norm_instance(30, 3, 1, 0, 0, 0.0, rng)
-        B, cols, planted = convex.norm_setup(inst, rng, nic.num_directions(30))
-        a = nic.norm1(B, planted["W"][:, cols[0]], cols[0])
-        b = nic.normk(B, planted["W"][:, cols], cols)
+        B, cols, planted = recovery.norm_setup(inst, rng, conditions.num_directions(30))
+        a = conditions.norm1(B, planted.W[:, cols[0]], cols[0])
+        b = conditions.normk(B, planted.W[:, cols], cols)
         assert a["holds"] == b["holds"] and np.isclose(a["value"], b["value"])
 
 
@@ -67,16 +65,16 @@ def test_linear_condition_is_one_on_the_all_ones_pattern():
     assert patterns.has_all_ones(M)  # n <= d: D = I is always a pattern (Wendel)
     w_hat = inst["w"] / np.linalg.norm(inst["w"])
     lam = inst["X"] @ np.linalg.solve(inst["X"].T @ inst["X"], w_hat)
-    norms = nic.relu_dual_norms(inst["X"], M, lam)
+    norms = conditions.relu_dual_norms(inst["X"], M, lam)
     assert np.isclose(norms[M.all(0)][0], 1, atol=1e-12)
-    out = nic.linear(inst["X"], M, inst["w"])
+    out = conditions.linear(inst["X"], M, inst["w"])
     assert not out["holds"] and out["value"] >= 1 - 1e-12
 
 
 def test_no_candidate_without_full_rank():
     rng = np.random.default_rng(0)
     X = data.make_X(5, 8, 0, rng)  # n < d: X^T X is singular
-    out = nic.linear(X, patterns.sample_patterns(X, 50, rng), data.planted_linear(X, 0, rng))
+    out = conditions.linear(X, patterns.sample_patterns(X, 50, rng), data.planted_linear(X, 0, rng))
     assert not out["holds"] and np.isnan(out["value"])
 
 

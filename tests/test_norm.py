@@ -1,22 +1,20 @@
-"""Normalization-layer network (reference §1, §3e, §4, §5): data, programs, mapping, scripts."""
+"""Normalization-layer network (§1, §3e, §4, §5): data, programs, mapping, scripts."""
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import convex
-import data
-import networks
-import patterns
 import utils
 from cli_helpers import run_script, usage_error
+from planted import cvx, data, networks, normblocks, patterns, recovery
+from planted.solution import Solution
 
 
 def setup(n, d, k, optw=0, trial=0, sigma=0.0, seed=5):
     rng = utils.cell_rng(seed, n, d, trial)
     inst = data.norm_instance(n, d, k, 0, optw, sigma, rng)
-    return (inst, *convex.norm_setup(inst, rng))
+    return (inst, *recovery.norm_setup(inst, rng))
 
 
 @pytest.mark.parametrize("k,optw", [(1, 0), (2, 0), (2, 2), (3, 1)])
@@ -28,14 +26,14 @@ def test_labels_and_planted_point(k, optw):
     assert list(cols) == list(range(k))  # the planted patterns come first
     # w_hat_j is unit and U_{s_j} w_hat_j is the normalized planted output (§3)
     for j, s in enumerate(cols):
-        w_hat = planted["W"][:, s]
+        w_hat = planted.W[:, s]
         assert np.isclose(np.linalg.norm(w_hat), 1)
-        assert np.allclose(B["U"][s] @ w_hat, H[:, j] / np.linalg.norm(H[:, j]))
-    assert np.count_nonzero(np.linalg.norm(planted["W"], axis=0)) == k
-    assert np.allclose(convex.norm_fitted(B, planted), inst["y"], atol=1e-12)
-    net = convex.to_norm_network(planted, B)  # the planted network itself, test set included
-    assert np.allclose(convex.norm_network_output(net, X), inst["y"], atol=1e-12)
-    assert np.allclose(convex.norm_network_output(net, inst["X_test"]), inst["y_test"], atol=1e-12)
+        assert np.allclose(B.U[s] @ w_hat, H[:, j] / np.linalg.norm(H[:, j]))
+    assert np.count_nonzero(np.linalg.norm(planted.W, axis=0)) == k
+    assert np.allclose(recovery.norm_fitted(B, planted), inst["y"], atol=1e-12)
+    net = recovery.to_norm_network(planted, B)  # the planted network itself, test set included
+    assert np.allclose(recovery.norm_network_output(net, X), inst["y"], atol=1e-12)
+    assert np.allclose(recovery.norm_network_output(net, inst["X_test"]), inst["y_test"], atol=1e-12)
 
 
 def test_norm_blocks_factors():
@@ -50,18 +48,18 @@ def test_norm_blocks_factors():
     deficient = np.column_stack([(rows >= 10) & (rows < 13),  # 3 rows (<= d), rank 2
                                  (rows >= 10) & (rows < 17)])  # 7 rows (> d), rank 4
     M = np.column_stack([M[:, :20], np.zeros(30, bool), small, deficient, M[:, 20:]])  # and rank 0
-    B = convex.norm_blocks(X, M)
-    assert B["M"].shape[1] == M.shape[1] - 1  # the rank-0 pattern is dropped
-    assert (B["M"] == np.delete(M, 20, axis=1)).all()  # the others keep their order
-    assert list(B["rank"][20:25]) == [1, 3, 5, 2, 4]
-    assert list(B["rank"]) == [np.linalg.matrix_rank(B["M"][:, i, None] * X) for i in range(B["M"].shape[1])]
-    for i in range(B["M"].shape[1]):
-        r = B["rank"][i]
-        U, T, S = B["U"][i][:, :r], B["T"][i][:, :r], B["S"][i][:r]
+    B = normblocks.norm_blocks(X, M)
+    assert B.M.shape[1] == M.shape[1] - 1  # the rank-0 pattern is dropped
+    assert (B.M == np.delete(M, 20, axis=1)).all()  # the others keep their order
+    assert list(B.rank[20:25]) == [1, 3, 5, 2, 4]
+    assert list(B.rank) == [np.linalg.matrix_rank(B.M[:, i, None] * X) for i in range(B.M.shape[1])]
+    for i in range(B.M.shape[1]):
+        r = B.rank[i]
+        U, T, S = B.U[i][:, :r], B.T[i][:, :r], B.S[i][:r]
         assert np.allclose(U.T @ U, np.eye(r))
-        assert np.allclose(U @ S, B["M"][:, i, None] * X)  # U_i Sigma_i V_i^T = D_i X
-        assert np.allclose((B["M"][:, i, None] * X) @ T, U)  # D_i X V_i Sigma_i^-1 = U_i
-        assert not B["U"][i][:, r:].any()
+        assert np.allclose(U @ S, B.M[:, i, None] * X)  # U_i Sigma_i V_i^T = D_i X
+        assert np.allclose((B.M[:, i, None] * X) @ T, U)  # D_i X V_i Sigma_i^-1 = U_i
+        assert not B.U[i][:, r:].any()
 
 
 def test_mapping_of_any_cone_feasible_point():
@@ -69,13 +67,14 @@ def test_mapping_of_any_cone_feasible_point():
     rng = np.random.default_rng(4)
     X = data.make_X(40, 4, 0, rng)
     G = rng.standard_normal((4, 30))
-    B = convex.norm_blocks(X, X @ G >= 0)
-    assert B["M"].shape[1] == 30 and (B["rank"] == 4).all()  # so V_i Sigma_i^-1 Sigma_i V_i^T = I
+    B = normblocks.norm_blocks(X, X @ G >= 0)
+    assert B.M.shape[1] == 30 and (B.rank == 4).all()  # so V_i Sigma_i^-1 Sigma_i V_i^T = I
     # block i = Sigma_i V_i^T c_i g_i: its direction c_i g_i has pattern D_i, so it is in the cone
-    Z = np.einsum("prd,dp->rp", B["S"], G * rng.uniform(0, 2, 30))
-    for sol in (dict(W=Z, Wp=None), dict(W=Z * (rng.random(30) < 0.5), Wp=Z * (rng.random(30) < 0.5))):
-        net = convex.to_norm_network(sol, B)
-        assert np.abs(convex.norm_network_output(net, X) - convex.norm_fitted(B, sol)).max() < 1e-12
+    Z = np.einsum("prd,dp->rp", B.S, G * rng.uniform(0, 2, 30))
+    for W, Wp in ((Z, None), (Z * (rng.random(30) < 0.5), Z * (rng.random(30) < 0.5))):
+        sol = Solution(W=W, Wp=Wp, w0=None, objective=0.0, status="")
+        net = recovery.to_norm_network(sol, B)
+        assert np.abs(recovery.norm_network_output(net, X) - recovery.norm_fitted(B, sol)).max() < 1e-12
 
 
 @pytest.mark.parametrize("form,beta", [("exact", None), ("relaxed", 1e-6), ("relaxed", 1e-2)])
@@ -83,35 +82,35 @@ def test_mapping_of_any_cone_feasible_point():
 def test_mapped_network_reproduces_fitted_values(form, beta, n, d, k, optw, sigma):
     """The cone forms map to a normalization-layer network with the same fitted values (1e-8)."""
     inst, B, cols, planted = setup(n, d, k, optw, sigma=sigma)
-    sol = convex.solve_norm(B, inst["y"], form=form, beta=beta)
-    net = convex.to_norm_network(sol, B)
-    assert np.abs(convex.norm_network_output(net, inst["X"]) - convex.norm_fitted(B, sol)).max() < 1e-8
+    sol = cvx.solve_norm(B, inst["y"], form=form, beta=beta)
+    net = recovery.to_norm_network(sol, B)
+    assert np.abs(recovery.norm_network_output(net, inst["X"]) - recovery.norm_fitted(B, sol)).max() < 1e-8
     # and the network's weight-decay cost sum a^2/2 + gamma^2/2 is the convex group norm
     cost = (net["a"] ** 2 + net["gamma"] ** 2).sum() / 2
-    group = np.linalg.norm(sol["W"], axis=0).sum() + np.linalg.norm(sol["Wp"], axis=0).sum()
+    group = np.linalg.norm(sol.W, axis=0).sum() + np.linalg.norm(sol.Wp, axis=0).sum()
     assert np.isclose(cost, group, rtol=1e-6)
 
 
 @pytest.mark.parametrize("trial", range(3))
 def test_relaxed_at_most_exact_and_recovery_at_large_n(trial):
     inst, B, cols, planted = setup(60, 3, 2, 2, trial)
-    relaxed = convex.solve_norm(B, inst["y"])
-    exact = convex.solve_norm(B, inst["y"], form="exact")
-    assert relaxed["objective"] <= exact["objective"] + 1e-7
-    assert np.allclose(convex.norm_fitted(B, relaxed), inst["y"], atol=1e-7)
-    assert convex.blocks_recovered(relaxed, planted) and convex.blocks_recovered(exact, planted)
-    assert convex.planted_distance(relaxed, planted, cols) < 1e-4
+    relaxed = cvx.solve_norm(B, inst["y"])
+    exact = cvx.solve_norm(B, inst["y"], form="exact")
+    assert relaxed.objective <= exact.objective + 1e-7
+    assert np.allclose(recovery.norm_fitted(B, relaxed), inst["y"], atol=1e-7)
+    assert recovery.blocks_recovered(relaxed, planted) and recovery.blocks_recovered(exact, planted)
+    assert recovery.planted_distance(relaxed, planted, cols) < 1e-4
     # the returned multiplier is the dual certificate max lam^T y s.t. ||U_i^T lam|| <= 1
-    lam = relaxed["lam"]
-    assert np.linalg.norm(np.einsum("pnr,n->pr", B["U"], lam), axis=1).max() <= 1 + 1e-6
-    assert np.isclose(lam @ inst["y"], relaxed["objective"], rtol=1e-6)
+    lam = relaxed.lam
+    assert np.linalg.norm(np.einsum("pnr,n->pr", B.U, lam), axis=1).max() <= 1 + 1e-6
+    assert np.isclose(lam @ inst["y"], relaxed.objective, rtol=1e-6)
 
 
 def test_no_recovery_when_n_equals_d():
     inst, B, cols, planted = setup(8, 8, 2, 0)
-    sol = convex.solve_norm(B, inst["y"])
-    assert not convex.blocks_recovered(sol, planted)
-    assert sol["objective"] < 2 - 1e-3  # cheaper than the planted point
+    sol = cvx.solve_norm(B, inst["y"])
+    assert not recovery.blocks_recovered(sol, planted)
+    assert sol.objective < 2 - 1e-3  # cheaper than the planted point
 
 
 def test_optw_options():

@@ -1,22 +1,20 @@
-"""Plain ReLU network learning planted ReLU neurons (reference §1, §3d, §4, §5)."""
+"""Plain ReLU network learning planted ReLU neurons (§1, §3d, §4, §5)."""
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import convex
-import data
-import networks
-import patterns
 import utils
 from cli_helpers import run_script, usage_error
+from planted import cvx, data, networks, patterns, recovery
+from planted.solution import Solution
 
 
 def setup(n, d, k, optw=0, trial=0, sigma=0.0, seed=6):
     rng = utils.cell_rng(seed, n, d, trial)
     inst = data.plain_instance(n, d, k, 0, optw, sigma, rng)
-    return (inst, *convex.plain_setup(inst, rng))
+    return (inst, *recovery.plain_setup(inst, rng))
 
 
 @pytest.mark.parametrize("k,optw", [(1, 0), (2, 2), (3, 1)])
@@ -26,10 +24,10 @@ def test_labels_and_planted_point(k, optw):
     assert np.allclose(inst["y"], np.maximum(X @ W, 0).sum(1))
     assert np.allclose(inst["y_test"], np.maximum(inst["X_test"] @ W, 0).sum(1))
     assert list(cols) == list(range(k))
-    assert np.array_equal(planted["W"][:, :k], W) and not planted["W"][:, k:].any()
-    assert np.allclose(convex.fitted(X, M, planted), inst["y"], atol=1e-12)
-    net = convex.to_network(planted)
-    assert np.allclose(convex.network_output(net, inst["X_test"]), inst["y_test"], atol=1e-12)
+    assert np.array_equal(planted.W[:, :k], W) and not planted.W[:, k:].any()
+    assert np.allclose(recovery.fitted(X, M, planted), inst["y"], atol=1e-12)
+    net = recovery.to_network(planted)
+    assert np.allclose(recovery.network_output(net, inst["X_test"]), inst["y_test"], atol=1e-12)
 
 
 def test_shared_pattern_shares_a_block():
@@ -40,9 +38,9 @@ def test_shared_pattern_shares_a_block():
     M = patterns.relu_patterns(X, W, rng)
     cols = patterns.planted_columns(M, X, W)
     assert cols[0] == cols[1] == 0
-    planted = convex.planted_plain_solution(M, W, cols)
-    assert np.allclose(planted["W"][:, 0], W.sum(1))
-    assert np.allclose(convex.fitted(X, M, planted), np.maximum(X @ W, 0).sum(1))
+    planted = recovery.planted_plain_solution(M, W, cols)
+    assert np.allclose(planted.W[:, 0], W.sum(1))
+    assert np.allclose(recovery.fitted(X, M, planted), np.maximum(X @ W, 0).sum(1))
     assert list(patterns.planted_columns(M[:, 1:], X, W)) == [-1, -1]  # absent pattern
 
 
@@ -52,14 +50,14 @@ def test_mapping_of_any_cone_feasible_point():
     X = data.make_X(30, 5, 0, rng)
     G, Gp = rng.standard_normal((5, 40)), rng.standard_normal((5, 40))
     M = X @ G >= 0  # block i lies in its own cone: w_i = c_i g_i has pattern D_i
-    sol = dict(w0=None, W=G * rng.uniform(0, 2, 40), Wp=None)
-    assert np.abs(convex.network_output(convex.to_network(sol), X) - convex.fitted(X, M, sol)).max() < 1e-12
+    sol = Solution(W=G * rng.uniform(0, 2, 40), Wp=None, w0=None, objective=0.0, status="")
+    assert np.abs(recovery.network_output(recovery.to_network(sol), X) - recovery.fitted(X, M, sol)).max() < 1e-12
     # the exact form's w_i' (output weight -sqrt||w_i'||) need their own cone: use Gp's patterns
     Mp = X @ Gp >= 0
-    both = dict(w0=None, W=np.concatenate([sol["W"], np.zeros((5, 40))], 1),
-                Wp=np.concatenate([np.zeros((5, 40)), Gp], 1))
-    f = convex.fitted(X, np.concatenate([M, Mp], 1), both)
-    assert np.abs(convex.network_output(convex.to_network(both), X) - f).max() < 1e-12
+    both = Solution(W=np.concatenate([sol.W, np.zeros((5, 40))], 1),
+                    Wp=np.concatenate([np.zeros((5, 40)), Gp], 1), w0=None, objective=0.0, status="")
+    f = recovery.fitted(X, np.concatenate([M, Mp], 1), both)
+    assert np.abs(recovery.network_output(recovery.to_network(both), X) - f).max() < 1e-12
 
 
 @pytest.mark.parametrize("form,beta", [("exact", None), ("relaxed", 1e-6), ("relaxed", 1e-2)])
@@ -71,26 +69,26 @@ def test_mapped_network_reproduces_fitted_values(form, beta, n, d, k, optw, sigm
     near-zero blocks each add their share, so the bound is 1e-8 up to that sum (3e-8).
     """
     inst, M, cols, planted = setup(n, d, k, optw, sigma=sigma)
-    sol = convex.solve_relu(inst["X"], M, inst["y"], form=form, beta=beta, skip=False)
-    net = convex.to_network(sol)
+    sol = cvx.solve_relu(inst["X"], M, inst["y"], form=form, beta=beta, skip=False)
+    net = recovery.to_network(sol)
     assert net["w0"] is None
-    assert np.abs(convex.network_output(net, inst["X"]) - convex.fitted(inst["X"], M, sol)).max() < 3e-8
+    assert np.abs(recovery.network_output(net, inst["X"]) - recovery.fitted(inst["X"], M, sol)).max() < 3e-8
 
 
 @pytest.mark.parametrize("trial", range(3))
 def test_recovery_at_large_n_and_distances(trial):
     inst, M, cols, planted = setup(60, 3, 2, 2, trial)
-    sol = convex.solve_relu(inst["X"], M, inst["y"], skip=False)
-    assert convex.blocks_recovered(sol, planted)
-    dist = convex.plain_distances(sol, planted, cols, inst)
+    sol = cvx.solve_relu(inst["X"], M, inst["y"], skip=False)
+    assert recovery.blocks_recovered(sol, planted)
+    dist = recovery.plain_distances(sol, planted, cols, inst)
     assert dist["dis_abs"] < 1e-4 and dist["dis_test"] < 1e-3
 
 
 def test_no_recovery_when_n_below_d():
     inst, M, cols, planted = setup(6, 8, 1, 0)
-    sol = convex.solve_relu(inst["X"], M, inst["y"], skip=False)
-    assert not convex.blocks_recovered(sol, planted)
-    assert convex.plain_distances(sol, planted, cols, inst)["dis_abs"] > 1e-2
+    sol = cvx.solve_relu(inst["X"], M, inst["y"], skip=False)
+    assert not recovery.blocks_recovered(sol, planted)
+    assert recovery.plain_distances(sol, planted, cols, inst)["dis_abs"] > 1e-2
 
 
 def test_plain_labels_redrawn_too():

@@ -1,5 +1,6 @@
 """reproduce.py --quick (run once for the module) and what the papers claim of its figures; the
-logistic transition fit (transition.py) on synthetic data with a known 50% point."""
+logistic transition fit (planted.transition, docs/reference.md §7) on synthetic data with a
+known 50% point; result files read back as labelled arrays (planted.results.load)."""
 import json
 import subprocess
 import sys
@@ -8,8 +9,10 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-import transition
+import llr_train
+import utils
 from conftest import ROOT
+from planted import results, transition
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -100,6 +103,30 @@ def test_fit_from_leaves_out_the_cells_below_it():
     fit = transition.table(mixed[:, None, :], nvec, [40], fit_from=1)[0]
     assert fit["n50"] == pytest.approx(transition.table(clean[:, None, :], nvec, [40])[0]["n50"], rel=1e-12)
     assert transition.table(mixed[:, None, :], nvec, [40])[0]["n50"] != pytest.approx(fit["n50"], rel=0.05)
+
+
+# ----- result files as labelled arrays ------------------------------------------------------
+
+def test_results_load_labels_the_axes_of_sweep_and_llr_train_results(tmp_path):
+    """A sweep result is a DataArray (n, d, trial) with the sidecar's grids as coordinates and
+    its entries as attributes; an llr_train.py result is one (family, width, size, trial)."""
+    parser = utils.experiment_parser("test")
+    parser.prog = "fake_experiment.py"
+    main = utils.run(parser, lambda args, n, d, rng: dict(rec=float(n > d)), ["rec"],
+                     argv=["--n", "20", "--d", "10", "--sample", "2", "--jobs", "1", "--save_folder",
+                           str(tmp_path)])
+    rec = results.load(main)
+    meta = json.loads(main.with_suffix(".json").read_text())
+    assert rec.dims == ("n", "d", "trial") and rec.shape == (2, 1, 2)
+    assert list(rec["n"].values) == meta["nvec"] == [10, 20] and list(rec["d"].values) == meta["dvec"] == [10]
+    assert "flags" in rec.attrs and "status" in rec.attrs and rec.name == "rec"
+    assert rec.sel(n=20).values.tolist() == [[1.0, 1.0]] and rec.sel(n=10).values.tolist() == [[0.0, 0.0]]
+    main = llr_train.main(["--families", "cnn", "--widths", "1,3", "--sizes", "2,5", "--sample", "1",
+                           "--steps", "20", "--jobs", "1", "--save_folder", str(tmp_path)])
+    test = results.load(main)
+    assert test.dims == ("family", "width", "size", "trial") and test.shape == (1, 2, 2, 1)
+    assert list(test["width"].values) == [1, 3] and list(test["size"].values) == [2, 5]
+    assert np.array_equal(test.values, np.load(main))
 
 
 # ----- reproduce.py --quick -----------------------------------------------------------------

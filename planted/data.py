@@ -1,4 +1,4 @@
-"""Planted data of the neural-isometry experiments (reference.md section 1).
+"""Planted data of the neural-isometry experiments (docs/reference.md §1).
 
 Every function takes a numpy Generator, so that a cell's data depend only on the
 generator it is handed (see utils.cell_rng).
@@ -9,7 +9,7 @@ OPTX = {0: "Gaussian", 1: "cubic Gaussian", 2: "whitened Gaussian", 3: "whitened
 
 
 def make_X(n, d, optx, rng):
-    """X of reference §1: randn(n, d)/sqrt(n), optionally cubed and/or whitened.
+    """X of §1: randn(n, d)/sqrt(n), optionally cubed and/or whitened.
 
     The cubic draw is G**3 / sqrt(15 n) (E g^6 = 15), so that its columns have the same
     expected norm as the Gaussian ones and a noise level sigma means the same for both.
@@ -64,7 +64,7 @@ class NeverActive(ValueError):
 def relu_undefined(n, d, k, optw, n_ge_d):
     """Why a planted-ReLU cell has no program (a status 'undefined: ...'), or None.
 
-    The normalization-layer programs need n >= d (reference §1: `n_ge_d`); e_1..e_k needs
+    The normalization-layer programs need n >= d (§1: `n_ge_d`); e_1..e_k needs
     k <= d; the pair (u, -u) needs two samples, one on each side.
     """
     if n_ge_d and n < d:
@@ -77,7 +77,7 @@ def relu_undefined(n, d, k, optw, n_ge_d):
 
 
 def planted_relu(d, k, optw, rng):
-    """d x k planted ReLU neurons with unit columns (reference §1).
+    """d x k planted ReLU neurons with unit columns (§1).
 
     optw 0: Gaussian columns. optw 1: e_1, ..., e_k. optw 2: (u, -u), u Gaussian (k = 2).
     """
@@ -98,7 +98,7 @@ def planted_relu(d, k, optw, rng):
 
 
 def relu_labels(X, W, normalize):
-    """sum_j (X w_j)_+, each term divided by ||(X w_j)_+||_2 when `normalize` (reference §1)."""
+    """sum_j (X w_j)_+, each term divided by ||(X w_j)_+||_2 when `normalize` (§1)."""
     H = np.maximum(X @ W, 0)
     if normalize:
         H = H / np.linalg.norm(H, axis=0)
@@ -114,7 +114,7 @@ def relu_instance(n, d, k, optx, optw, sigma, rng, normalize, max_tries=1000):
     """One planted-ReLU instance: k neurons W, labels of relu_labels plus noise, a test set.
 
     X, W and X_test are redrawn together until every planted neuron is active on both X and
-    X_test: with normalization a never-active neuron has no label (0/0, reference §1); for
+    X_test: with normalization a never-active neuron has no label (0/0, §1); for
     the plain network (where §1 asks no redraw) a never-active neuron has no pattern, so it
     is redrawn too (probability <= 2k 2^-n per draw). `redraws` counts the rejected draws.
     """

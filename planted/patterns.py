@@ -1,4 +1,4 @@
-"""Hyperplane-arrangement patterns D_i = diag(1[X g_i >= 0]) (reference.md section 2).
+"""Hyperplane-arrangement patterns D_i = diag(1[X g_i >= 0]) (docs/reference.md §2).
 
 A set of patterns is an n x P boolean matrix M whose column i is the diagonal of D_i, so
 that D_i X w_i for all i at once is M * (X @ W).
@@ -6,7 +6,7 @@ that D_i X w_i for all i at once is M * (X @ W).
 import numpy as np
 from scipy.optimize import linprog
 
-from convex import SolveFailed
+from planted.solution import SolveFailed
 
 
 def all_ones_feasible(X):
@@ -80,7 +80,7 @@ def relu_patterns(X, W, rng, num=None):
     """Patterns of a planted-ReLU experiment, the planted neurons' own patterns first.
 
     num directions: max(n, 50) by default; the irrepresentability experiments (nic.py) pass
-    max(2n, 50) (reference §2).
+    max(2n, 50) (§2).
     """
     return sample_patterns(X, max(X.shape[0], 50) if num is None else num, rng, first=W.T)
 

@@ -1,4 +1,4 @@
-"""ReLU networks trained with PyTorch (reference.md section 5).
+"""ReLU networks trained with PyTorch (docs/reference.md §5).
 
 No biases; full batch; loss ||f(X) - y||^2 (a sum, not a mean); AdamW with its weight decay
 as the regularizer. One optimizer for the whole run (the original re-created it every epoch,
@@ -50,7 +50,7 @@ OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 def train(net, X, y, epochs, lr, beta, device="cpu", optimizer="adamw"):
     """Full-batch training on ||f(X) - y||^2; returns the loss of every epoch (before its step).
 
-    adamw (reference §5): decoupled weight decay beta. adam: beta as a coupled L2 penalty
+    adamw (§5): decoupled weight decay beta. adam: beta as a coupled L2 penalty
     (gradient of beta/2 ||theta||^2), which, unlike AdamW's decay, pulls the network toward
     the minimal-norm representation the convex programs describe.
     """
@@ -74,7 +74,7 @@ def predict(net, X, device="cpu"):
 
 
 class NormNet(nn.Module):
-    """f(X) = sum_i a_i gamma_i (X W_i)_+ / ||(X W_i)_+|| (reference §5), the norm over the n rows
+    """f(X) = sum_i a_i gamma_i (X W_i)_+ / ||(X W_i)_+|| (§5), the norm over the n rows
     of the batch; gamma starts at 1 (like a batch-norm scale). A neuron active on no row
     outputs 0 instead of 0/0."""
 
@@ -91,7 +91,7 @@ class NormNet(nn.Module):
 
 
 class PlainNet(nn.Module):
-    """f(X) = (X W)_+ a: the plain two-layer ReLU network, no biases (reference §5)."""
+    """f(X) = (X W)_+ a: the plain two-layer ReLU network, no biases (§5)."""
 
     def __init__(self, d, m):
         super().__init__()

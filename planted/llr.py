@@ -1,4 +1,4 @@
-"""Local linear recovery ([LLR], reference.md section 8): tanh models, embeddings, model rank.
+"""Local linear recovery ([LLR], docs/reference.md §8): tanh models, embeddings, model rank.
 
 Every model is a function f(theta, X) of a flat parameter vector theta and a batch of inputs X,
 so that torch.func gives the tangent functions (Jacobians) of any architecture the same way.

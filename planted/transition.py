@@ -7,10 +7,11 @@ For one d, every trial at sample count n is a 0/1 outcome (recovered or not). Th
 is fitted by maximum likelihood on these Bernoulli outcomes (trials at the same n enter through
 their number of successes, which gives the same likelihood), with a weak ridge on the slope b so
 that perfectly separated outcomes still have a finite fit (RIDGE below); a damped Newton method
-solves all bootstrap resamples at once. n50 = exp(-a / b) is the n where the fitted rate is 1/2. The interval is a percentile bootstrap: the trials of each n are
-resampled with replacement (the grid of n is kept), from a fixed seed, and refitted.
+solves all bootstrap resamples at once. n50 = exp(-a / b) is the n where the fitted rate is
+1/2. The interval is a percentile bootstrap: the trials of each n are resampled with
+replacement (the grid of n is kept), from a fixed seed, and refitted.
 
-Wendel's theorem (reference §2) puts the 50% point of "the all-ones pattern is a ReLU
+Wendel's theorem (docs/reference.md §2) puts the 50% point of "the all-ones pattern is a ReLU
 pattern" at exactly n = 2d for Gaussian X, so the relaxed skip program's n50/d is compared
 with 2.
 

@@ -1,0 +1,169 @@
+"""Result files: names, atomic writes, JSON sidecars, the cell store, and loading them back.
+
+A result is one array per metric (.npy) beside a JSON sidecar (.json) with the grids, the
+flags, per-cell statuses and times, and the package versions. The sweeps' arrays have axes
+(n, d, trial) (a loss curve adds an epoch axis); llr_train.py's have (family, width, size,
+trial). `load` returns either as a labelled xarray.DataArray, for notebooks:
+
+    from planted import results
+    rec = results.load("results/rec_rate_skip_n400_d100_w0_X0_sample5.npy")
+    rec.mean("trial").plot()
+"""
+import json
+import os
+import pickle
+import platform
+import sqlite3
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+PACKAGES = ("numpy", "scipy", "cvxpy", "clarabel", "scs", "mosek", "torch", "joblib", "distributed")
+SWEEP_AXES = ("n", "d", "trial")
+LLR_AXES = ("family", "width", "size", "trial")
+
+
+class ResultError(ValueError):
+    """A result file or its sidecar is missing, unreadable or inconsistent."""
+
+
+def file_names(script, tail, metrics):
+    """The file of each metric: the first (main) one under the bare scheme name
+    (rec_rate_skip_n400_..._sample5.npy), the others with their name inserted
+    (minnrm_skip_dis_test_n400_...)."""
+    return {m: f"{script}_{tail}.npy" if k == 0 else f"{script}_{m}_{tail}.npy"
+            for k, m in enumerate(metrics)}
+
+
+def versions():
+    """Python, platform and the versions of the packages a result may depend on."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def atomic_save(path, write):
+    """Write through a temporary file in the same folder, then rename: never a half file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-", suffix=path.suffix)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a result file is as readable as any other
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write(folder, files, arrays, meta):
+    """Each metric's array and its sidecar (meta plus the metric's name), atomically."""
+    folder = Path(folder)
+    for m, name in files.items():
+        array = arrays[m]
+        atomic_save(folder / name, lambda tmp: np.save(tmp, array))
+        sidecar = json.dumps(dict(meta, metric=m), indent=1)
+        atomic_save((folder / name).with_suffix(".json"), lambda tmp: Path(tmp).write_text(sidecar))
+
+
+def check_folder(folder):
+    """None if result files can be written into `folder` (made if missing), else why not."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        return f"cannot write to --save_folder {folder}: {e.strerror or e}"
+    return None
+
+
+class CellStore:
+    """Finished cells in SQLite, one committed row each: a crash loses at most the cells in flight.
+
+    The file is named after the result, so only a run with the same result-changing flags
+    finds it; the flags are stored too and checked. Each opening is numbered (`run`), so the
+    rows tell which run computed which cell.
+    """
+
+    def __init__(self, path, fingerprint, fresh):
+        self.path = Path(path)
+        if fresh:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+        self.db = sqlite3.connect(self.path)
+        self.db.execute("PRAGMA journal_mode=WAL")  # each commit survives a kill -9 of this process
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS cells (n INT, d INT, trial INT, run INT, status TEXT,"
+                        " seconds REAL, out BLOB, PRIMARY KEY (n, d, trial))")
+        old = self.db.execute("SELECT value FROM meta WHERE key='flags'").fetchone()
+        if old and old[0] != fingerprint:
+            self.db.execute("DELETE FROM cells")  # same name, other flags: nothing to resume
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('flags', ?)", (fingerprint,))
+        row = self.db.execute("SELECT MAX(run) FROM cells").fetchone()
+        self.run = (row[0] or 0) + 1
+        self.db.commit()
+
+    def done(self):
+        """{(n, d, trial): (metric values, status, seconds)} of every finished cell."""
+        rows = self.db.execute("SELECT n, d, trial, status, seconds, out FROM cells")
+        return {(n, d, t): (pickle.loads(out), status, seconds) for n, d, t, status, seconds, out in rows}
+
+    def put(self, key, out, status, seconds):
+        self.db.execute("INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (*key, self.run, status, seconds, pickle.dumps(out)))
+        self.db.commit()
+
+    def close(self):
+        self.db.close()
+
+
+def _axes(meta, shape):
+    """Names and coordinates of a result's axes, from its sidecar."""
+    if "families" in meta:
+        coords = [meta["families"], meta["widths"], meta["sizes"], list(range(meta["flags"]["sample"]))]
+        names = LLR_AXES
+    else:
+        coords = [meta["nvec"], meta["dvec"], list(range(meta["flags"]["sample"]))]
+        names = SWEEP_AXES
+        if len(shape) == 4:
+            names, coords = names + ("epoch",), coords + [list(range(shape[3]))]
+    return names, coords
+
+
+def axis_names(meta, shape):
+    """The names of a result's axes, e.g. ('n', 'd', 'trial'), from its sidecar and shape."""
+    return _axes(meta, shape)[0]
+
+
+def read(path):
+    """(array, sidecar) of a result file, checked against each other; ResultError if not."""
+    path = Path(path)
+    try:
+        values = np.load(path, allow_pickle=False)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        names, coords = _axes(meta, values.shape)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ResultError(f"cannot read result {path} with its .json sidecar: {e}") from None
+    expected = tuple(len(c) for c in coords)
+    if values.shape != expected:
+        raise ResultError(f"{path}: expected an array of shape {expected} ({', '.join(names)}),"
+                          f" got {values.shape}")
+    return values, meta
+
+
+def load(path):
+    """A result file as an xarray.DataArray with labelled axes (n, d, trial [, epoch]; or
+    family, width, size, trial) and the sidecar's entries (flags, status, cell_seconds,
+    versions, ...) as attributes."""
+    import xarray as xr  # only notebooks need it
+    values, meta = read(path)
+    names, coords = _axes(meta, values.shape)
+    return xr.DataArray(values, dims=names, coords=dict(zip(names, coords)),
+                        name=meta.get("metric"), attrs=meta)
