@@ -8,7 +8,6 @@ matplotlib.use("Agg")  # figures are files: no display needed, none assumed
 import numpy as np  # noqa: E402
 
 from planted import results  # noqa: E402
-from planted.results import atomic_save  # noqa: E402
 
 
 def load(parser, path, axes):
@@ -18,7 +17,7 @@ def load(parser, path, axes):
         values, meta = results.read(path)
     except results.ResultError as e:
         parser.error(str(e))
-    names = results.axis_names(meta, values.shape)
+    names = results.axes(meta, values.shape)[0]
     if names != tuple(axes):
         parser.error(f"{path}: expected a result with axes ({', '.join(axes)}), got one with axes"
                      f" ({', '.join(names)}) of shape {values.shape}")
@@ -45,7 +44,7 @@ def edges(grid):
 def save_figure(parser, fig, out):
     """Write a matplotlib figure atomically; an unwritable path is a usage error. Prints it."""
     try:
-        atomic_save(out, lambda tmp: fig.savefig(tmp, dpi=130))
+        results.atomic_save(out, lambda tmp: fig.savefig(tmp, dpi=130))
     except OSError as e:
         parser.error(f"cannot write --out {out}: {e.strerror or e}")
     print(out)

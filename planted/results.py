@@ -124,8 +124,9 @@ class CellStore:
         self.db.close()
 
 
-def _axes(meta, shape):
-    """Names and coordinates of a result's axes, from its sidecar."""
+def axes(meta, shape):
+    """Names and coordinates of a result's axes, e.g. ('n', 'd', 'trial'), from its sidecar and
+    the array's shape."""
     if "families" in meta:
         coords = [meta["families"], meta["widths"], meta["sizes"], list(range(meta["flags"]["sample"]))]
         names = LLR_AXES
@@ -137,18 +138,13 @@ def _axes(meta, shape):
     return names, coords
 
 
-def axis_names(meta, shape):
-    """The names of a result's axes, e.g. ('n', 'd', 'trial'), from its sidecar and shape."""
-    return _axes(meta, shape)[0]
-
-
 def read(path):
     """(array, sidecar) of a result file, checked against each other; ResultError if not."""
     path = Path(path)
     try:
         values = np.load(path, allow_pickle=False)
         meta = json.loads(path.with_suffix(".json").read_text())
-        names, coords = _axes(meta, values.shape)
+        names, coords = axes(meta, values.shape)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ResultError(f"cannot read result {path} with its .json sidecar: {e}") from None
     expected = tuple(len(c) for c in coords)
@@ -164,6 +160,6 @@ def load(path):
     versions, ...) as attributes."""
     import xarray as xr  # only notebooks need it
     values, meta = read(path)
-    names, coords = _axes(meta, values.shape)
+    names, coords = axes(meta, values.shape)
     return xr.DataArray(values, dims=names, coords=dict(zip(names, coords)),
                         name=meta.get("metric"), attrs=meta)

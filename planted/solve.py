@@ -6,8 +6,8 @@ for: a sweep with the fast solver never loads cvxpy. Both return a planted.solut
 with the same fields (the CVXPY ones leave `unique` and the certificate unset).
 """
 from planted import solver as fast
+from planted.solver import FORMS
 
-FORMS = ("relaxed", "exact")
 SOLVERS = ("fast", "CLARABEL", "SCS", "MOSEK")  # fast: planted.solver; the others via CVXPY
 
 

@@ -63,7 +63,7 @@ Modules, each importing only the ones above it:
 from planted.solver.certificate import certify_relu, relu_certificate
 from planted.solver.entry import solve_blocks, solve_norm, solve_relu
 from planted.solver.families import norm_family, relu_family
-from planted.solver.program import CERT_TOL, TIE_TOL
+from planted.solver.program import CERT_TOL, FORMS, TIE_TOL
 
 __all__ = ["solve_relu", "solve_norm", "certify_relu", "relu_certificate", "solve_blocks", "relu_family", "norm_family",
-           "CERT_TOL", "TIE_TOL"]
+           "CERT_TOL", "FORMS", "TIE_TOL"]

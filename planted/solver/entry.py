@@ -16,7 +16,7 @@ from planted.solver.certificate import cert_excess, certificate, check, unique
 from planted.solver.duals import dual_values
 from planted.solver.fallbacks import Candidate, improve, in_support, polish, solve_scaled
 from planted.solver.families import BlockFamily, norm_family, relu_family
-from planted.solver.program import CERT_TOL, TIE_TOL, Program
+from planted.solver.program import CERT_TOL, FORMS, TIE_TOL, Program
 from planted.solver.working_set import Point
 
 
@@ -160,7 +160,7 @@ def solve_relu(X, M, y, form="relaxed", beta=None, skip=True):
     is inside the optimal face (tied blocks nonzero), so it is not recovered, as on CVXPY's
     interior-point answer. Raises SolveFailed on a loose certificate.
     """
-    if form not in ("relaxed", "exact"):
+    if form not in FORMS:
         raise ValueError(f"unknown form {form}")
     X = np.asarray(X, float)
     y = np.asarray(y, float)
@@ -182,7 +182,7 @@ def solve_relu(X, M, y, form="relaxed", beta=None, skip=True):
 def solve_norm(B, y, form="relaxed", beta=None):
     """The normalization-layer program of §3e on the NormBlocks B, as solve_relu (w0 None,
     W and Wp r x P)."""
-    if form not in ("relaxed", "exact"):
+    if form not in FORMS:
         raise ValueError(f"unknown form {form}")
     P = B.U.shape[0]
     F = norm_family(B, form, beta)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+FORMS = ("relaxed", "exact")  # the programs without and with the cone constraints
 CERT_TOL = 1e-8  # certificate: relative residual, dual violation and gap must be below
 TIE_TOL = 1e-6   # a dual constraint within this of 1 is active: its block may be optimal
 
