@@ -7,26 +7,37 @@ cells on all cores (or a Dask cluster), persists each finished cell at once so t
 resumes, and writes per metric an array of shape (len(nvec), len(dvec), sample) with a JSON
 sidecar (planted.results).
 """
+import contextlib
 import datetime
+import errno
+import glob
+import itertools
 import json
+import os
+import signal
+import sqlite3
 import sys
 import tempfile
+import threading
 import time
 import zipfile
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed, parallel_config
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from planted import results
-from planted.cli import Parser, default_jobs, nonnegative_float, positive_float, positive_int
+from planted.cli import Parser, default_jobs, nonnegative_float, nonnegative_int, positive_float, positive_int
 from planted.solution import SolveFailed
 from planted.solve import SOLVERS
 
 ROOT = Path(__file__).resolve().parent
-NOT_RESULT_FLAGS = ("save_folder", "save_details", "jobs", "scheduler", "fresh")  # how, not what
+# how a sweep runs, not what it computes
+NOT_RESULT_FLAGS = ("save_folder", "save_details", "jobs", "scheduler", "worker_wait", "fresh", "insist")
+BASE_FLAGS = ("n", "d", "optw", "optx", "sample")  # the original scheme's part of a name
+MAX_CELLS = 10**6
 TRAINING_FLAGS = ["epochs", "lr", "beta", "optimizer", "m"]  # the result-changing ones
 __all__ = ["Parser", "positive_int", "positive_float", "nonnegative_float", "experiment_parser", "run"]
 
@@ -49,7 +60,7 @@ def experiment_parser(description, solver=True, neurons=False, training=False):
     g.add_argument("--optw", type=int, default=0, choices=optw, help="planted weights (see README)")
     g.add_argument("--optx", type=int, default=0, choices=(0, 1, 2, 3),
                    help="data: 0 Gaussian, 1 cubic, 2 whitened, 3 cubic then whitened")
-    g.add_argument("--seed", type=int, default=0, help="a cell's data depend only on (seed, n, d, trial)")
+    g.add_argument("--seed", type=nonnegative_int, default=0, help="a cell's data depend only on (seed, n, d, trial)")
     if solver:
         p.add_argument("--solver", default="fast", choices=SOLVERS,
                        help="fast: our certified solver (planted/solver); or a CVXPY solver, "
@@ -62,7 +73,12 @@ def experiment_parser(description, solver=True, neurons=False, training=False):
                    help="worker processes on this machine (default: all cores)")
     o.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="run the cells on this Dask distributed scheduler instead")
+    o.add_argument("--worker_wait", type=positive_float, default=300, metavar="SECONDS",
+                   help="with --scheduler: how long to wait when no worker is left before stopping"
+                        " (a re-run resumes)")
     o.add_argument("--fresh", action="store_true", help="forget the finished cells of an earlier run")
+    o.add_argument("--insist", action="store_true",
+                   help="run even when the grid looks too large for this machine")
     p.add_check(lambda a: f"--step {a.step} is larger than --n {a.n} or --d {a.d}: the grid is empty"
                 if a.step > min(a.n, a.d) else None)
     if neurons:
@@ -106,13 +122,24 @@ def cell_rng(seed, n, d, trial):
 
 
 def result_tail(parser, args, result_flags):
-    """File-name tail: the original scheme plus every result-changing flag not at its default."""
+    """File-name tail: the original scheme, then every other result-changing flag not at its
+    default (`result_flags` first, in their order), so that two runs share a name, and a cell
+    store, only when they compute the same cells."""
     tail = f"n{args.n}_d{args.d}_w{args.optw}_X{args.optx}_sample{args.sample}"
-    for flag in ("step", "sigma", "seed", "solver") + tuple(result_flags):
-        value = getattr(args, flag, None)
-        if value is not None and value != parser.get_default(flag):
-            tail += f"_{flag}{value}"
+    flags = dict.fromkeys(("step", "sigma", "seed", "solver", *result_flags, *vars(args)))
+    for flag in flags:
+        if flag in BASE_FLAGS or flag in NOT_RESULT_FLAGS or not hasattr(args, flag):
+            continue
+        value = getattr(args, flag)
+        if value is None or value == parser.get_default(flag):
+            continue
+        tail += f"_{flag}" if value is True else f"_{flag}{value}"
     return tail
+
+
+def fingerprint(args):
+    """The result-changing flags as JSON, stored with the cells and checked on resuming."""
+    return json.dumps({k: v for k, v in sorted(vars(args).items()) if k not in NOT_RESULT_FLAGS})
 
 
 def run_cell(cell, args, n, d, trial):
@@ -131,8 +158,22 @@ def run_cell(cell, args, n, d, trial):
             status = out.pop("status", "ok")
         except SolveFailed as e:
             out, status = {}, f"failed: {e}"
+        except MemoryError:
+            out, status = {}, "failed: out of memory"
     details = out.pop("details", None)
     return (n, d, trial), out, status, time.perf_counter() - t0, details
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (scancel, timeout, kill): stopped like Ctrl-C, with the resume line."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+class NoWorkers(RuntimeError):
+    """The Dask cluster has had no worker for --worker_wait seconds."""
 
 
 def connect(parser, address):
@@ -146,8 +187,9 @@ def connect(parser, address):
         parser.error(f"--scheduler {address}: expected an address like tcp://HOST:PORT")
     try:
         client = Client(address, timeout="10s")
-    except (OSError, TimeoutError, ValueError) as e:
-        parser.error(f"cannot reach the Dask scheduler at {address}: {str(e).splitlines()[0]}")
+    except Exception as e:  # noqa: BLE001 -- OSError, TimeoutError, or TypeError for tls:// without security
+        parser.error(f"cannot connect to the Dask scheduler at {address}: "
+                     f"{(str(e).splitlines() or [type(e).__name__])[0]}")
     for path in sorted(ROOT.glob("*.py")):
         client.upload_file(str(path), load=False)
     with tempfile.TemporaryDirectory() as tmp:  # the package as one zip, put on the workers' path
@@ -159,40 +201,170 @@ def connect(parser, address):
     return client
 
 
+def run_chunk(cell, args, keys):
+    return [run_cell(cell, args, *key) for key in keys]
+
+
+def _watch_parent(parent):
+    """In a worker process: leave Ctrl-C to the sweep (it stops the workers; a worker
+    interrupted mid-task would wedge the pool), and exit when the sweep that started it is
+    gone (kill -9 leaves no handler to stop its workers, and they would compute for nobody)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def where(args, client):
+    """Where the cells run, in words, for the start of a sweep."""
+    if client is None:
+        return "in this process" if args.jobs == 1 else f"on {args.jobs} local processes"
+    info = client.scheduler_info()
+    threads = sum(w["nthreads"] for w in info["workers"].values())
+    return (f"on the Dask cluster at {client.scheduler.address}: {len(info['workers'])} workers,"
+            f" {threads} threads; dashboard {client.dashboard_link}")
+
+
 def map_cells(cell, args, todo, client):
-    """Yield run_cell results as they finish: serial for --jobs 1, else joblib (loky or Dask)."""
-    calls = (delayed(run_cell)(cell, args, *key) for key in todo)
-    if client is None and args.jobs == 1:
-        yield from (f(*a, **kw) for f, a, kw in calls)
-        return
-    # run_cell limits threads itself; loky also sets the workers' environment before imports
-    backend = (dict(backend="dask", n_jobs=-1) if client
-               else dict(backend="loky", n_jobs=args.jobs, inner_max_num_threads=1))
-    with parallel_config(**backend):
-        yield from Parallel(return_as="generator_unordered", pre_dispatch="2*n_jobs")(calls)
+    """Yield run_cell results as they finish: in this process for --jobs 1, else on a local
+    process pool or the Dask cluster."""
+    if client is not None:
+        yield from dask_cells(cell, args, todo, client)
+    elif args.jobs == 1:
+        yield from (run_cell(cell, args, *key) for key in todo)
+    else:
+        # loky: cloudpickle ships the scripts' cell functions; one BLAS thread set before imports
+        from joblib.externals.loky import get_reusable_executor
+        pool = get_reusable_executor(max_workers=args.jobs, timeout=60, initializer=_watch_parent,
+                                     initargs=(os.getpid(),), env={"OMP_NUM_THREADS": "1"})
+        # a few cells in flight per worker, not the whole grid (a million futures)
+        todo, running = iter(todo), set()
+        try:
+            while True:
+                running.update(pool.submit(run_cell, cell, args, *key)
+                               for key in itertools.islice(todo, 2 * args.jobs - len(running)))
+                if not running:
+                    break
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield future.result()
+        finally:  # Ctrl-C, SIGTERM or an error: no worker goes on computing
+            if running:
+                # kill the workers before shutdown: the pool then sees them broken and clears
+                # its queue (shutdown first races with the cells still queued)
+                for pid in list(getattr(pool, "_processes", {})):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                pool.shutdown(wait=True, kill_workers=True)
+
+
+def chunks(todo, threads):
+    """Dask tasks of several cells each (a task costs tens of milliseconds of overhead): about
+    eight per worker thread, at most 25 cells each, the cells dealt out in turn so that the
+    large and the small cells of the grid mix in every task."""
+    size = max(1, min(25, len(todo) // (8 * max(threads, 1))))
+    count = -(-len(todo) // size)
+    return [todo[i::count] for i in range(count)]
+
+
+def dask_cells(cell, args, todo, client):
+    """run_cell results from the Dask cluster. A task whose workers keep dying (out of memory,
+    say) is split into single cells; a single cell that kills its workers is a failed cell. With
+    no worker left the sweep waits --worker_wait seconds, then stops (NoWorkers)."""
+    from distributed import wait
+    from distributed.client import FutureCancelledError
+    from distributed.scheduler import KilledWorker
+
+    threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    pending = {client.submit(run_chunk, cell, args, keys, pure=False): keys for keys in chunks(todo, threads)}
+    alone_since = None
+    try:
+        while pending:
+            try:
+                finished = wait(list(pending), timeout=2.0, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                finished = ()
+            for future in finished:
+                keys = pending.pop(future)
+                try:
+                    yield from future.result()
+                except (KilledWorker, FutureCancelledError):
+                    if len(keys) > 1:
+                        pending.update({client.submit(run_chunk, cell, args, [k], pure=False): [k]
+                                        for k in keys})
+                    else:
+                        yield keys[0], {}, "failed: its Dask worker died (out of memory?)", 0.0, None
+            if finished:
+                continue
+            if client.scheduler_info()["workers"]:
+                alone_since = None
+            elif alone_since is None:
+                alone_since = time.time()
+                print(f"\n{Path(sys.argv[0]).stem}: no Dask worker is connected to {client.scheduler.address};"
+                      f" waiting up to {args.worker_wait:g} s (--worker_wait) for one", file=sys.stderr)
+            elif time.time() - alone_since > args.worker_wait:
+                raise NoWorkers(f"no Dask worker for {args.worker_wait:g} s")
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def disk_full(e):
+    """Whether an error from writing results or the store means the disk (or quota) is full."""
+    if isinstance(e, sqlite3.OperationalError):
+        return "full" in str(e) or "disk I/O" in str(e)
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def stop(script, store, total, why, code):
+    """Stop a sweep with the number of saved cells and the line that resumes it."""
+    try:
+        saved = len(store.done())
+    except results.StoreError:
+        saved = "some"
+    store.close()
+    print(f"\n{script}: {why}; {saved} of {total} cells are saved in {store.path}. "
+          "Run the same command again to finish the rest.", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def details_path(details_dir, key):
+    n, d, t = key
+    return details_dir / f"n{n}_d{d}_trial{t}.npz"
 
 
 def sweep(cell, args, keys, store, details_dir, client, script):
-    """Compute the cells of `keys` not yet in `store`, committing each as it finishes."""
+    """Compute the cells of `keys` not yet in `store` (and, for --save_details, the finished
+    ones whose details file is missing), committing each as it finishes."""
     done = store.done()
-    todo = [k for k in keys if k not in done]
+    todo = [k for k in keys if k not in done or (details_dir is not None and not done[k][1].startswith("failed")
+                                                 and not details_path(details_dir, k).exists())]
+    if todo:
+        print(f"{script}: {len(todo)} of {len(keys)} cells to compute {where(args, client)}", file=sys.stderr)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=script, unit="cell",
                   file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as bar:
             for key, out, status, seconds, details in map_cells(cell, args, todo, client):
-                store.put(key, out, status, seconds)
                 if details_dir is not None and details is not None:
-                    n, d, t = key
-                    results.atomic_save(details_dir / f"n{n}_d{d}_trial{t}.npz",
+                    results.atomic_save(details_path(details_dir, key),
                                         lambda tmp: np.savez_compressed(tmp, **details))
+                store.put(key, out, status, seconds)
                 bar.update()
-    except KeyboardInterrupt:
-        saved = len(store.done())
-        store.close()
-        print(f"\n{script}: interrupted; {saved} of {len(keys)} cells are saved in {store.path}. "
-              "Run the same command again to finish the rest.", file=sys.stderr)
-        raise SystemExit(130)
+    except KeyboardInterrupt as e:
+        stop(script, store, len(keys), "terminated" if isinstance(e, Terminated) else "interrupted",
+             143 if isinstance(e, Terminated) else 130)
+    except NoWorkers as e:
+        stop(script, store, len(keys), f"stopped: {e}", 1)
+    except (OSError, sqlite3.OperationalError) as e:
+        if not disk_full(e):
+            raise
+        stop(script, store, len(keys), f"cannot write to {Path(args.save_folder).resolve()}, the disk is full"
+             f" ({e.strerror if isinstance(e, OSError) else e}); free some space", 2)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if client is not None:
             client.close()
     return len(todo)
@@ -215,6 +387,40 @@ def assemble(done, keys, shape):
     return values, status, seconds
 
 
+def machine_memory():
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_size(parser, args, metrics):
+    """Refuse, before any work, a grid this machine cannot hold: too many cells to list, or a
+    largest cell whose data alone (X, its test copy and, for the convex programs, the patterns)
+    exceed the memory. A lower bound, so it never refuses a grid that would fit; --insist
+    overrides it."""
+    if args.insist:
+        return
+    nvec, dvec = args.n // args.step, args.d // args.step
+    cells = nvec * dvec * args.sample
+    if cells > MAX_CELLS:
+        parser.error(f"the grid has {cells:,} cells ({nvec:,} n x {dvec:,} d x {args.sample} trials), more"
+                     f" than {MAX_CELLS:,}: use a larger --step or fewer --sample (or --insist)")
+    n, d = nvec * args.step, dvec * args.step
+    patterns = max(2 * n, 50) if hasattr(args, "solver") else 0
+    need = 16 * n * d + n * patterns + 8 * cells * len(metrics)
+    if need > machine_memory():
+        parser.error(f"the largest cell (n {n:,}, d {d:,}) needs at least {need / 2**30:,.1f} GiB,"
+                     f" this machine has {machine_memory() / 2**30:,.1f} GiB: use smaller --n/--d"
+                     " (or --insist)")
+
+
+def open_store(parser, path, args):
+    try:
+        return results.CellStore(path, fingerprint(args), args.fresh)
+    except results.StoreError as e:
+        parser.error(str(e))
+    except OSError as e:
+        parser.error(f"cannot open the cell store {path}: {e.strerror or e}")
+
+
 def run(parser, cell, metrics, result_flags=(), argv=None):
     """Parse flags, sweep the grid with `cell`, save one array per metric; returns main path.
 
@@ -223,20 +429,25 @@ def run(parser, cell, metrics, result_flags=(), argv=None):
     running the same command again computes only the missing ones.
     """
     args = parser.parse_args(argv)
+    check_size(parser, args, metrics)
     check_environment(parser, args)
-    client = connect(parser, args.scheduler) if args.scheduler else None
     script = Path(parser.prog).stem
     tail = result_tail(parser, args, result_flags)
     folder = Path(args.save_folder)
-    for leftover in folder.glob(f".tmp-{script}*{tail}*"):  # from a run killed while writing
-        leftover.unlink()
+    files = results.file_names(script, tail, metrics)
+    store = open_store(parser, folder / f"{script}_{tail}.cells.sqlite", args)
+    # Left by a run of this command killed while writing; the store's lock says none is running.
+    for name in [*files.values(), *(Path(f).with_suffix(".json").name for f in files.values())]:
+        for leftover in folder.glob(f".tmp-{glob.escape(name)}-*"):
+            leftover.unlink()
+    client = connect(parser, args.scheduler) if args.scheduler is not None else None
     nvec, dvec = grid(args)
     keys = [(n, d, t) for n in nvec for d in dvec for t in range(args.sample)]
-    fingerprint = json.dumps({k: v for k, v in sorted(vars(args).items()) if k not in NOT_RESULT_FLAGS})
-    store = results.CellStore(folder / f"{script}_{tail}.cells.sqlite", fingerprint, args.fresh)
     details_dir = folder / f"{script}_{tail}_details" if args.save_details else None
     if details_dir is not None:
         details_dir.mkdir(exist_ok=True)
+        for leftover in details_dir.glob(".tmp-*"):
+            leftover.unlink()
     start = time.time()
     computed = sweep(cell, args, keys, store, details_dir, client, script)
     done = store.done()
@@ -244,17 +455,29 @@ def run(parser, cell, metrics, result_flags=(), argv=None):
     shape = (len(nvec), len(dvec), args.sample)
     values, status, seconds = assemble(done, keys, shape)
     failed = int(sum(s.startswith("failed") for s in status.flat))
-    files = results.file_names(script, tail, metrics)
     meta = dict(experiment=script, flags=vars(args), argv=sys.argv if argv is None else list(argv),
                 axes=list(results.SWEEP_AXES), nvec=nvec, dvec=dvec, files=files,
                 versions=results.versions(), date=datetime.datetime.now().isoformat(timespec="seconds"),
                 wall_seconds=round(time.time() - start, 3), computed_cells=computed,
                 resumed_cells=len(keys) - computed, failed_cells=failed,
                 status=status.tolist(), cell_seconds=np.round(seconds, 4).tolist())
-    results.write(folder, files, {m: values.get(m, np.full(shape, np.nan)) for m in files}, meta)
+    try:
+        results.write(folder, files, {m: values.get(m, np.full(shape, np.nan)) for m in files}, meta)
+    except OSError as e:
+        print(f"{script}: cannot write the result files to {folder.resolve()}: {e.strerror or e};"
+              f" every cell is saved in {store.path}: free space and run the same command again",
+              file=sys.stderr)
+        raise SystemExit(2)
     resumed = f" ({len(keys) - computed} resumed)" if computed < len(keys) else ""
     print(f"{script}: {len(keys)} cells{resumed} in {meta['wall_seconds']:.1f} s, {failed} failed solves"
-          + (f", details in {details_dir}" if args.save_details else ""))
+          + (f", {details_summary(details_dir, keys)}" if details_dir is not None else ""))
     main = folder / files[metrics[0]]
     print(main)
     return main
+
+
+def details_summary(details_dir, keys):
+    have = sum(details_path(details_dir, k).exists() for k in keys)
+    if have == 0:
+        return f"no details written (no cell returned any) in {details_dir}"
+    return f"details of {have} of {len(keys)} cells in {details_dir}"

@@ -1,8 +1,14 @@
 """Command-line pieces every script shares: argparse with one-line errors, and flag types."""
 import argparse
 import os
+import re
 
 import numpy as np
+
+# argparse reads "-inf", "-1e-3" or "-nan" as option names, so `--sigma -inf` failed with
+# "expected one argument" instead of the flag's own message; no flag of ours looks like a number.
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf(inity)?|nan)$",
+                             re.IGNORECASE)
 
 
 class Parser(argparse.ArgumentParser):
@@ -15,20 +21,39 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.checks = []
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def add_check(self, check):
         self.checks.append(check)
 
     def parse_known_args(self, args=None, namespace=None):
         ns, rest = super().parse_known_args(args, namespace)
+        for name, value in vars(ns).items():
+            if isinstance(value, float) and value == 0:
+                setattr(ns, name, 0.0)  # -0.0 is 0: one result name, one cell store
+            if isinstance(value, str) and not value.strip():
+                self.error(f"{self._flag(name)}: must not be empty")
         for check in self.checks:
             message = check(ns)
             if message:
                 self.error(message)
         return ns, rest
 
+    def _flag(self, dest):
+        for action in self._actions:
+            if action.dest == dest:
+                return action.option_strings[0] if action.option_strings else action.dest
+        return dest
+
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def nonnegative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
 
 
 def positive_int(text):

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from planted.solution import SolveFailed
+
 
 def device(text):
     """An available torch device, for argparse (a bad one is a usage error, not a traceback)."""
@@ -16,8 +18,14 @@ def device(text):
         dev = torch.device(text)
     except RuntimeError:
         raise argparse.ArgumentTypeError(f"unknown torch device {text!r}") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"{text}: not a device that trains; use cpu, cuda or mps")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text}: no CUDA device is available here; use cpu")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA devices")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: no MPS device is available here; use cpu")
     return text
 
 
@@ -106,5 +114,8 @@ def fit(net, inst, args):
     """Train `net` on a cell's instance with the training flags of a script (utils
     experiment_parser(training=True)): (loss curve, predictions on X_test, weights)."""
     losses = train(net, inst["X"], inst["y"], args.epochs, args.lr, args.beta, args.device, args.optimizer)
+    if not np.isfinite(losses).all():
+        epoch = int(np.argmin(np.isfinite(losses)))
+        raise SolveFailed(f"training diverged: the loss is {losses[epoch]} at epoch {epoch} (try a smaller --lr)")
     weights = {k: v.cpu().numpy() for k, v in net.state_dict().items()}
     return losses, predict(net, inst["X_test"], args.device), weights

@@ -9,9 +9,9 @@ trial). `load` returns either as a labelled xarray.DataArray, for notebooks:
     rec = results.load("results/rec_rate_skip_n400_d100_w0_X0_sample5.npy")
     rec.mean("trial").plot()
 """
+import fcntl
 import json
 import os
-import pickle
 import platform
 import sqlite3
 import tempfile
@@ -84,44 +84,101 @@ def check_folder(folder):
     return None
 
 
+class StoreError(RuntimeError):
+    """A cell store that cannot be used as it is: made with other flags, damaged, or in use."""
+
+
+SCHEMA = "planted-cells-2"  # rows: (n, d, trial, run, status, seconds, JSON of the metric values)
+
+
+def encode(out):
+    """A cell's metric values as JSON: numbers, or nested lists for a curve; NaN kept."""
+    return json.dumps({m: np.asarray(v, float).tolist() for m, v in out.items()})
+
+
+def decode(text):
+    return {m: np.asarray(v, float) if isinstance(v, list) else float(v) for m, v in json.loads(text).items()}
+
+
 class CellStore:
     """Finished cells in SQLite, one committed row each: a crash loses at most the cells in flight.
 
     The file is named after the result, so only a run with the same result-changing flags
-    finds it; the flags are stored too and checked. Each opening is numbered (`run`), so the
+    finds it; the flags are stored too, and a store made with other flags is refused, never
+    emptied (only `fresh` starts it over). Rows hold plain JSON, so opening someone else's
+    store runs no code. One run at a time holds a store (an advisory lock that the kernel
+    releases when the process ends, however it ends): a second identical command is told the
+    first is running instead of repeating its work. Each opening is numbered (`run`), so the
     rows tell which run computed which cell.
     """
 
     def __init__(self, path, fingerprint, fresh):
         self.path = Path(path)
-        if fresh:
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(self.path) + suffix).unlink(missing_ok=True)
-        self.db = sqlite3.connect(self.path)
-        self.db.execute("PRAGMA journal_mode=WAL")  # each commit survives a kill -9 of this process
-        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS cells (n INT, d INT, trial INT, run INT, status TEXT,"
-                        " seconds REAL, out BLOB, PRIMARY KEY (n, d, trial))")
-        old = self.db.execute("SELECT value FROM meta WHERE key='flags'").fetchone()
-        if old and old[0] != fingerprint:
-            self.db.execute("DELETE FROM cells")  # same name, other flags: nothing to resume
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('flags', ?)", (fingerprint,))
-        row = self.db.execute("SELECT MAX(run) FROM cells").fetchone()
-        self.run = (row[0] or 0) + 1
-        self.db.commit()
+        self.db = None
+        self.lock = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.lock)
+            raise StoreError(f"{self.path} is in use by another run of the same command; "
+                             "wait for it to finish (its cells will be there)") from None
+        try:
+            if fresh:  # truncated in place, not unlinked: the lock is on this file
+                os.ftruncate(self.lock, 0)
+                for suffix in ("-wal", "-shm"):
+                    Path(str(self.path) + suffix).unlink(missing_ok=True)
+            self.db = sqlite3.connect(self.path)
+            self.db.execute("PRAGMA journal_mode=WAL")  # each commit survives a kill -9 of this process
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+            if meta and meta.get("schema") != SCHEMA:
+                raise StoreError(f"{self.path} is not a cell store of this version"
+                                 f" ({meta.get('schema', 'no schema')}); use --fresh to start it over")
+            if meta and meta.get("flags") != fingerprint:
+                raise StoreError(f"{self.path} holds cells of other flags ({differences(meta['flags'], fingerprint)});"
+                                 " use --fresh to start it over, or another --save_folder")
+            self.db.execute("CREATE TABLE IF NOT EXISTS cells (n INT, d INT, trial INT, run INT, status TEXT,"
+                            " seconds REAL, out TEXT, PRIMARY KEY (n, d, trial))")
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                [("schema", SCHEMA), ("flags", fingerprint)])
+            row = self.db.execute("SELECT MAX(run) FROM cells").fetchone()
+            self.run = (row[0] or 0) + 1
+            self.db.commit()
+        except sqlite3.DatabaseError as e:
+            self.close()
+            raise StoreError(f"{self.path} is damaged or not a cell store ({e});"
+                             " use --fresh to start it over") from None
+        except BaseException:
+            self.close()
+            raise
 
     def done(self):
         """{(n, d, trial): (metric values, status, seconds)} of every finished cell."""
-        rows = self.db.execute("SELECT n, d, trial, status, seconds, out FROM cells")
-        return {(n, d, t): (pickle.loads(out), status, seconds) for n, d, t, status, seconds, out in rows}
+        try:
+            rows = self.db.execute("SELECT n, d, trial, status, seconds, out FROM cells").fetchall()
+            return {(n, d, t): (decode(out), status, seconds) for n, d, t, status, seconds, out in rows}
+        except (sqlite3.DatabaseError, ValueError, TypeError) as e:
+            raise StoreError(f"{self.path} is damaged ({e}); use --fresh to start it over") from None
 
     def put(self, key, out, status, seconds):
         self.db.execute("INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (*key, self.run, status, seconds, pickle.dumps(out)))
+                        (*(int(k) for k in key), self.run, status, seconds, encode(out)))
         self.db.commit()
 
     def close(self):
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        if self.lock is not None:  # after SQLite's own locks are gone (closing an fd drops them)
+            os.close(self.lock)
+            self.lock = None
+
+
+def differences(old, new):
+    """The flags two fingerprints (JSON objects) disagree on, as 'flag: old -> new'."""
+    old, new = json.loads(old), json.loads(new)
+    keys = sorted(set(old) | set(new))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
 
 
 def axes(meta, shape):

@@ -51,6 +51,11 @@ class Solution:
         return self.W if self.Wp is None else np.concatenate([self.W, self.Wp], 1)
 
     def arrays(self):
-        """The solution's arrays by name, for --save_details (npz stores no None)."""
+        """The solution for --save_details, every name prefixed sol_ so that none shadows the
+        planted instance's (W, w): its arrays, objective, status and, when decided, unique."""
         names = ("w0", "W", "Wp", "lam", "support", "active")
-        return {k: getattr(self, k) for k in names if isinstance(getattr(self, k), np.ndarray)}
+        out = {f"sol_{k}": getattr(self, k) for k in names if isinstance(getattr(self, k), np.ndarray)}
+        out.update(sol_objective=np.float64(self.objective), sol_status=np.str_(self.status))
+        if self.unique is not None:
+            out["sol_unique"] = np.bool_(self.unique)
+        return out

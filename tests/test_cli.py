@@ -70,7 +70,7 @@ def test_save_details(tmp_path):
     files = sorted(p.name for p in folder.iterdir())
     assert files == ["n10_d10_trial0.npz", "n10_d10_trial1.npz"]
     saved = np.load(folder / files[0])
-    assert {"X", "w", "y", "M", "w0", "W"} <= set(saved.files)
+    assert {"X", "w", "y", "M", "sol_w0", "sol_W", "sol_objective", "sol_unique"} <= set(saved.files)
     assert not [p for p in tmp_path.glob(".*")]
 
 
