@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from planted import llr, results
-from planted.cli import Parser, default_jobs, positive_float, positive_int
+from planted.cli import Parser, default_jobs, nonnegative_int, positive_float, positive_int
 
 FAMILIES = ("cnn", "cnn-ns", "fc")  # the order fixes the init seeds: append, never reorder
 DATA, TEST, INIT = 0, 1, 2          # spawn-key tags of the three kinds of random draw
@@ -248,7 +248,7 @@ def make_parser():
                    help="training precision (test error is always evaluated in float64)")
     p.add_argument("--buckets", type=bucket_count, default=0,
                    help="size buckets per (family, N); fewer pad more, more cost more calls; 0: auto")
-    p.add_argument("--seed", type=int, default=0, help="root of all seeds")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="root of all seeds")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads (1: on a shared or small machine, intra-op threads mostly wait)")
     p.add_argument("--jobs", type=positive_int, default=default_jobs(),

@@ -18,10 +18,13 @@ planted/llr.py (W, b, a; K, b, A; W1, ..., a for deep-fc).
 """
 import json
 import sys
+import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from planted import llr  # torch, not cvxpy: nothing here solves a convex program
-from planted.cli import Parser, positive_float, positive_int
+from planted.cli import Parser, check_memory, nonnegative_int, positive_float, positive_int
 
 DEFAULTS = dict(k=1, d=5, s=3, layers=2)  # the random target's sizes when not given
 TABLE_DEFAULTS = dict(k=1, d=28, s=3)     # the 2-D example of §8 (685k, 6760k, 530660k)
@@ -44,8 +47,10 @@ def make_parser():
                    help="Gaussian inputs of the tangent matrix (default: 2 x parameters + 50, capped)")
     p.add_argument("--rtol", type=positive_float, default=llr.RTOL,
                    help="singular values above rtol x the largest count")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random target and of the inputs")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random target and of the inputs")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--insist", action="store_true",
+                   help="run even when the tangent matrix looks too large for this machine's memory")
     p.add_argument("--table", action="store_true", help="print the closed-form table of §8 for --d, --s, --k")
     return p
 
@@ -73,11 +78,33 @@ def target(parser, args):
     path = Path(args.target)
     if not path.is_file():
         parser.error(f"--target {args.target}: not fig3, random, or an existing .npz file")
+    check_weights(parser, args.target)
     try:
         arch, params = llr.load_target(path, args.arch)
     except (ValueError, OSError) as e:
         parser.error(f"--target {args.target}: {e}")
     return arch, params, str(path)
+
+
+def check_weights(parser, name):
+    """That --target F is an .npz of real, finite arrays, or a one-line usage error (np.load
+    would take an .npy too, and casting would drop an imaginary part in silence)."""
+    try:
+        f = np.load(name, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        parser.error(f"--target {name}: not a readable .npz file of weights (empty, truncated or text)")
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        parser.error(f"--target {name}: an .npy array; give an .npz of named weights (see --help)")
+    try:
+        with f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        parser.error(f"--target {name}: an .npz file with a damaged array")
+    for k, a in arrays.items():
+        if a.dtype.kind not in "biuf":
+            parser.error(f"--target {name}: weights {k!r} are {a.dtype}, not real numbers")
+        if not np.isfinite(a).all():
+            parser.error(f"--target {name}: weights {k!r} hold NaN or infinite values")
 
 
 def table(parser, args):
@@ -107,8 +134,14 @@ def main(argv=None):
     if not args.arch or not args.target:
         parser.error("--arch and --target are required (or give --table)")
     narrow, params, name = target(parser, args)
+    size = llr.widen(narrow, args.width)
+    n = args.samples or max(llr.default_samples(size), 1)
+    if not args.insist:  # the inputs, the n x parameters tangent matrix, its SVD's factors
+        inputs = int(np.prod(size.input_shape))
+        check_memory(parser, 8 * n * (inputs + 4 * size.param_count),
+                     f"the tangent matrix ({n:,} inputs x {size.param_count:,} parameters)",
+                     "use a smaller --width or --samples")
     arch, wide = llr.embed(narrow, params, args.width, args.embedding)
-    n = args.samples or llr.default_samples(arch)
     out = llr.model_rank(arch, wide, n, rng=args.seed, rtol=args.rtol)
     r = out["model_rank"]
     ns = llr.curve_sizes(r, n)
@@ -124,6 +157,9 @@ def main(argv=None):
         reliable=out["reliable"],
         empirical_rank=dict(n=ns, rank=curve),
         optimistic_sample_size=llr.optimistic_size(ns, curve, r))
+    if not any(np.any(p) for p in params.values()):
+        print("model_rank: note: the target is the zero network: every tangent function vanishes"
+              " there, so its model rank is 0; the closed form counts a generic target", file=sys.stderr)
     if not out["reliable"]:
         print(f"model_rank: warning: rank {r} is close to the {n} inputs used; more (--samples) may "
               "raise it", file=sys.stderr)

@@ -29,7 +29,16 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from planted import results
-from planted.cli import Parser, default_jobs, nonnegative_float, nonnegative_int, positive_float, positive_int
+from planted.cli import (
+    Parser,
+    check_memory,
+    default_jobs,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    scheduler_address,
+)
 from planted.solution import SolveFailed
 from planted.solve import SOLVERS
 
@@ -71,7 +80,7 @@ def experiment_parser(description, solver=True, neurons=False, training=False):
                    help="also store X, w, y, patterns and solution of every trial (npz)")
     o.add_argument("--jobs", type=positive_int, default=default_jobs(),
                    help="worker processes on this machine (default: all cores)")
-    o.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+    o.add_argument("--scheduler", type=scheduler_address, default=None, metavar="tcp://HOST:PORT",
                    help="run the cells on this Dask distributed scheduler instead")
     o.add_argument("--worker_wait", type=positive_float, default=300, metavar="SECONDS",
                    help="with --scheduler: how long to wait when no worker is left before stopping"
@@ -183,8 +192,6 @@ def connect(parser, address):
         from distributed import Client
     except ImportError:
         parser.error("--scheduler needs dask.distributed: pip install 'dask[distributed]'")
-    if not address.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
-        parser.error(f"--scheduler {address}: expected an address like tcp://HOST:PORT")
     try:
         client = Client(address, timeout="10s")
     except Exception as e:  # noqa: BLE001 -- OSError, TimeoutError, or TypeError for tls:// without security
@@ -387,10 +394,6 @@ def assemble(done, keys, shape):
     return values, status, seconds
 
 
-def machine_memory():
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
 def check_size(parser, args, metrics):
     """Refuse, before any work, a grid this machine cannot hold: too many cells to list, or a
     largest cell whose data alone (X, its test copy and, for the convex programs, the patterns)
@@ -406,10 +409,7 @@ def check_size(parser, args, metrics):
     n, d = nvec * args.step, dvec * args.step
     patterns = max(2 * n, 50) if hasattr(args, "solver") else 0
     need = 16 * n * d + n * patterns + 8 * cells * len(metrics)
-    if need > machine_memory():
-        parser.error(f"the largest cell (n {n:,}, d {d:,}) needs at least {need / 2**30:,.1f} GiB,"
-                     f" this machine has {machine_memory() / 2**30:,.1f} GiB: use smaller --n/--d"
-                     " (or --insist)")
+    check_memory(parser, need, f"the largest cell (n {n:,}, d {d:,})", "use smaller --n/--d")
 
 
 def open_store(parser, path, args):
@@ -435,12 +435,18 @@ def run(parser, cell, metrics, result_flags=(), argv=None):
     tail = result_tail(parser, args, result_flags)
     folder = Path(args.save_folder)
     files = results.file_names(script, tail, metrics)
-    store = open_store(parser, folder / f"{script}_{tail}.cells.sqlite", args)
+    # the cluster first: a scheduler that cannot be reached leaves no store behind
+    client = connect(parser, args.scheduler) if args.scheduler is not None else None
+    try:
+        store = open_store(parser, folder / f"{script}_{tail}.cells.sqlite", args)
+    except SystemExit:
+        if client is not None:
+            client.close()
+        raise
     # Left by a run of this command killed while writing; the store's lock says none is running.
     for name in [*files.values(), *(Path(f).with_suffix(".json").name for f in files.values())]:
         for leftover in folder.glob(f".tmp-{glob.escape(name)}-*"):
             leftover.unlink()
-    client = connect(parser, args.scheduler) if args.scheduler is not None else None
     nvec, dvec = grid(args)
     keys = [(n, d, t) for n in nvec for d in dvec for t in range(args.sample)]
     details_dir = folder / f"{script}_{tail}_details" if args.save_details else None

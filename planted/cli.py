@@ -77,6 +77,26 @@ def nonnegative_float(text):
     return value
 
 
+def scheduler_address(text):
+    """A Dask scheduler address, checked for its form (connecting is the sweep's job)."""
+    if not text.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
+        raise argparse.ArgumentTypeError(f"expected an address like tcp://HOST:PORT, got {text!r}")
+    return text
+
+
 def default_jobs():
     """Worker processes by default: every core this process may run on."""
     return len(os.sched_getaffinity(0))
+
+
+def machine_memory():
+    """Physical memory of this machine, in bytes."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(parser, need, what, hint):
+    """A one-line usage error when `need` bytes (a lower bound of what `what` allocates) exceed
+    this machine's memory; `hint` says which flags to change (the callers' --insist skips this)."""
+    if need > machine_memory():
+        parser.error(f"{what} needs at least {need / 2**30:,.1f} GiB, this machine has"
+                     f" {machine_memory() / 2**30:,.1f} GiB: {hint} (or --insist)")

@@ -71,7 +71,10 @@ def train(net, X, y, epochs, lr, beta, device="cpu", optimizer="adamw"):
         opt.zero_grad()
         loss = ((net(X) - y) ** 2).sum()
         loss.backward()
-        opt.step()
+        try:
+            opt.step()
+        except RuntimeError as e:  # a step size beyond float32 (--lr 1e308)
+            raise SolveFailed(f"training diverged: {e}") from None
         losses[epoch] = loss.item()
     return losses
 

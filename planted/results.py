@@ -195,15 +195,56 @@ def axes(meta, shape):
     return names, coords
 
 
+def _ints(meta, key):
+    """The sidecar's entry `key` as a nonempty list of positive ints (a grid), or ResultError."""
+    value = meta.get(key)
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise ResultError(f"{key!r} is {value!r}, not a list of positive integers")
+    return value
+
+
+def check_sidecar(meta):
+    """That a sidecar has what reading its array needs (metric, flags.sample and the grids)."""
+    if not isinstance(meta, dict):
+        raise ResultError(f"it holds a JSON {type(meta).__name__}, not an object")
+    if not isinstance(meta.get("metric"), str):
+        raise ResultError("it names no metric")
+    flags = meta.get("flags")
+    sample = flags.get("sample") if isinstance(flags, dict) else None
+    if not isinstance(sample, int) or isinstance(sample, bool) or sample < 1:
+        raise ResultError("it has no flags.sample (the number of trials)")
+    if "families" in meta:
+        if not isinstance(meta["families"], list) or not all(isinstance(f, str) for f in meta["families"]):
+            raise ResultError(f"'families' is {meta['families']!r}, not a list of names")
+        _ints(meta, "widths"), _ints(meta, "sizes")
+    else:
+        _ints(meta, "nvec"), _ints(meta, "dvec")
+
+
 def read(path):
     """(array, sidecar) of a result file, checked against each other; ResultError if not."""
     path = Path(path)
+    sidecar = path.with_suffix(".json")
     try:
         values = np.load(path, allow_pickle=False)
-        meta = json.loads(path.with_suffix(".json").read_text())
-        names, coords = axes(meta, values.shape)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ResultError(f"cannot read result {path} with its .json sidecar: {e}") from None
+    except OSError as e:
+        raise ResultError(f"cannot read result {path}: {e.strerror or e}") from None
+    except (ValueError, EOFError):  # empty, truncated, text, or a pickle (refused unread)
+        raise ResultError(f"{path} is not a .npy array file as the scripts write") from None
+    if not isinstance(values, np.ndarray):  # an .npz archive
+        values.close()
+        raise ResultError(f"{path} is an .npz archive, not a result array (.npy)")
+    if values.dtype.kind not in "biuf":
+        raise ResultError(f"{path} holds {values.dtype} values, not real numbers")
+    try:
+        meta = json.loads(sidecar.read_text())
+        check_sidecar(meta)
+    except OSError as e:
+        raise ResultError(f"cannot read the sidecar {sidecar} of {path}: {e.strerror or e}") from None
+    except (ValueError, ResultError) as e:
+        raise ResultError(f"{sidecar} is not a result sidecar: {e}") from None
+    names, coords = axes(meta, values.shape)
     expected = tuple(len(c) for c in coords)
     if values.shape != expected:
         raise ResultError(f"{path}: expected an array of shape {expected} ({', '.join(names)}),"
