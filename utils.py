@@ -430,14 +430,14 @@ def run(parser, cell, metrics, result_flags=(), argv=None):
     """
     args = parser.parse_args(argv)
     check_size(parser, args, metrics)
-    check_environment(parser, args)
     script = Path(parser.prog).stem
     tail = result_tail(parser, args, result_flags)
     folder = Path(args.save_folder)
     files = results.file_names(script, tail, metrics)
-    # the cluster first: a scheduler that cannot be reached leaves no store behind
+    # the cluster first: a scheduler that cannot be reached leaves no folder or store behind
     client = connect(parser, args.scheduler) if args.scheduler is not None else None
     try:
+        check_environment(parser, args)
         store = open_store(parser, folder / f"{script}_{tail}.cells.sqlite", args)
     except SystemExit:
         if client is not None:
