@@ -213,10 +213,8 @@ def run_chunk(cell, args, keys):
 
 
 def _watch_parent(parent):
-    """In a worker process: leave Ctrl-C to the sweep (it stops the workers; a worker
-    interrupted mid-task would wedge the pool), and exit when the sweep that started it is
-    gone (kill -9 leaves no handler to stop its workers, and they would compute for nobody)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """In a worker process: exit when the sweep that started it is gone (kill -9 leaves no
+    handler to stop its workers, and they would compute for nobody)."""
     def watch():
         while os.getppid() == parent:
             time.sleep(1.0)
@@ -244,8 +242,16 @@ def map_cells(cell, args, todo, client):
     else:
         # loky: cloudpickle ships the scripts' cell functions; one BLAS thread set before imports
         from joblib.externals.loky import get_reusable_executor
-        pool = get_reusable_executor(max_workers=args.jobs, timeout=60, initializer=_watch_parent,
-                                     initargs=(os.getpid(),), env={"OMP_NUM_THREADS": "1"})
+        # SIGINT blocked while the pool starts: its workers (and the thread that restarts them)
+        # inherit the mask, so a terminal's Ctrl-C, sent to the whole process group, reaches
+        # only this process, which stops them; a Ctrl-C meanwhile is delivered on unblocking
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pool = get_reusable_executor(max_workers=args.jobs, timeout=60, initializer=_watch_parent,
+                                         initargs=(os.getpid(),), env={"OMP_NUM_THREADS": "1"})
+            pool.submit(int).result()  # the workers are running
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         # a few cells in flight per worker, not the whole grid (a million futures)
         todo, running = iter(todo), set()
         try:
