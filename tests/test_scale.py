@@ -79,3 +79,54 @@ def test_decided_patterns_keep_the_decision():
         assert patterns.has_all_ones(M) == decision.feasible
         if decision.how == "sampled":
             assert (X @ decision.vector >= 0).all()
+
+
+def _both_ways(monkeypatch, X, M):
+    """The NormBlocks of (X, M) held dense and held as factors."""
+    from planted import normblocks
+    dense = normblocks.norm_blocks(X, M)
+    monkeypatch.setattr(normblocks, "DENSE_MEMORY", 0)
+    implicit = normblocks.norm_blocks(X, M)
+    assert dense.dense and not implicit.dense
+    return dense, implicit
+
+
+def test_implicit_normalization_blocks_give_the_dense_products(monkeypatch):
+    from planted import normblocks
+    rng = np.random.default_rng(0)
+    X = data.make_X(30, 6, 0, rng)
+    X[12], X[13] = X[10] + X[11], X[10] - X[11]  # rank-deficient patterns: SVD-factored
+    rows = np.arange(30)[:, None]
+    M = np.column_stack([patterns.sample_patterns(X, 40, rng), rows < 4,  # a wide pattern
+                         (rows >= 10) & (rows < 14), (rows >= 10) & (rows < 18)])
+    dense, implicit = _both_ways(monkeypatch, X, M)
+    assert set(implicit.kind) == {normblocks.TALL, normblocks.WIDE, normblocks.EXPLICIT}
+    assert np.array_equal(dense.M, implicit.M) and np.array_equal(dense.rank, implicit.rank)
+    assert np.array_equal(dense.T, implicit.T)
+    assert np.allclose(implicit.U, dense.U, rtol=0, atol=1e-12)
+    assert np.allclose(implicit.S, dense.S, rtol=0, atol=1e-10)
+    lam = rng.standard_normal(30)
+    Z = rng.standard_normal((dense.P, dense.r))
+    assert np.allclose(implicit.adjoint(lam), dense.adjoint(lam), rtol=0, atol=1e-12)
+    assert np.allclose(implicit.apply(Z), dense.apply(Z), rtol=0, atol=1e-12)
+    idx = np.array([0, 3, dense.P - 1])
+    assert np.allclose(implicit.apply(Z[idx], idx), dense.apply(Z[idx], idx), rtol=0, atol=1e-12)
+    assert np.allclose(normblocks.norm_cone_matrices(implicit), normblocks.norm_cone_matrices(dense))
+
+
+@pytest.mark.parametrize("form,beta", [("relaxed", None), ("exact", None), ("exact", 1e-3)])
+def test_implicit_normalization_blocks_solve_the_same_programs(monkeypatch, form, beta):
+    from planted import recovery, solve
+    for n, d, seed in [(40, 8, 1), (60, 10, 2)]:
+        rng = np.random.default_rng(seed)
+        inst = data.norm_instance(n, d, 2, 0, 0, 0.0, rng)
+        M = patterns.relu_patterns(inst["X"], inst["W"], rng)
+        with monkeypatch.context() as m:
+            dense, implicit = _both_ways(m, inst["X"], M)
+        sols = [solve.solve_norm(B, inst["y"], form=form, beta=beta) for B in (dense, implicit)]
+        assert abs(sols[0].objective - sols[1].objective) <= 1e-8 * sols[0].objective
+        cols = patterns.planted_columns(dense.M, inst["X"], inst["W"])
+        recs = [recovery.blocks_recovered(s, recovery.planted_norm_solution(B, inst["W"], cols))
+                for s, B in zip(sols, (dense, implicit))]
+        assert recs[0] == recs[1]
+        assert np.allclose(recovery.norm_fitted(implicit, sols[1]), recovery.norm_fitted(dense, sols[1]), atol=1e-12)

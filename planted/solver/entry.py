@@ -184,7 +184,7 @@ def solve_norm(B, y, form="relaxed", beta=None):
     W and Wp r x P)."""
     if form not in FORMS:
         raise ValueError(f"unknown form {form}")
-    P = B.U.shape[0]
+    P = B.P
     F = norm_family(B, form, beta)
     y = np.asarray(y, float)
     relaxation = None
