@@ -130,3 +130,28 @@ def test_implicit_normalization_blocks_solve_the_same_programs(monkeypatch, form
                 for s, B in zip(sols, (dense, implicit))]
         assert recs[0] == recs[1]
         assert np.allclose(recovery.norm_fitted(implicit, sols[1]), recovery.norm_fitted(dense, sols[1]), atol=1e-12)
+
+
+@pytest.mark.parametrize("flags", [["--sizes", "abc"], ["--sizes", "10x"], ["--sizes", "3.5x2"],
+                                   ["--sizes", "10x-5"], ["--sizes", "0x10"], ["--sizes", "10x10,x"],
+                                   ["--seeds", "0"], ["--seeds", "-1"]])
+def test_bench_rejects_bad_sizes_and_seeds(capsys, flags):
+    import bench_solvers
+    with pytest.raises(SystemExit) as e:
+        bench_solvers.main(flags)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error" in err and "Traceback" not in err
+    assert flags[0] in err
+
+
+def test_bench_scale_targets_line():
+    import bench_solvers
+    row = dict(n=2000, d=500, setup=1.0, patterns=0.5, solve=2.0, peak=1.0)
+    assert bench_solvers.targets("relaxed-skip", [row]).endswith(": met")
+    assert "NOT met" in bench_solvers.targets("exact-skip", [dict(row, patterns=1.5)])  # 50% of the cell
+    assert "not measured" in bench_solvers.targets("relaxed-skip", [dict(row, n=400, d=100)])
+    norm = [dict(row, n=1200, d=300, peak=2.5), dict(row, n=1500, d=500, peak=3.0)]
+    line = bench_solvers.targets("relaxed-norm", norm)
+    assert line.count("NOT met") == 1 and line.count(": met") == 1
+    assert abs(bench_solvers.growth([dict(n=100, t=1.0), dict(n=200, t=8.0)], "t") - 3) < 1e-12
