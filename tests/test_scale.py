@@ -155,3 +155,5 @@ def test_bench_scale_targets_line():
     line = bench_solvers.targets("relaxed-norm", norm)
     assert line.count("NOT met") == 1 and line.count(": met") == 1
     assert abs(bench_solvers.growth([dict(n=100, t=1.0), dict(n=200, t=8.0)], "t") - 3) < 1e-12
+    seeds = [dict(row, solve=2.0), dict(row, solve=9.0), dict(row, solve=3.0)]  # median 3 s: met
+    assert bench_solvers.targets("relaxed-skip", seeds).endswith(": met")

@@ -298,13 +298,6 @@ class DenseBlocks(BlockFamily):
         self._gc = None  # (ci, G of the blocks ci)
         self._at = None  # (ci, A^T of the blocks ci)
 
-    @property
-    def U(self):
-        """The base matrices, dense (Pb, n, d)."""
-        if not isinstance(self.bases, ExplicitBases):
-            self.bases = ExplicitBases(self.bases.u_blocks(np.arange(self.bases.P)))
-        return self.bases.U
-
     def _subset(self, idx):
         # a compact dense copy of the base blocks used: every product then runs over these only
         ub, base = np.unique(self.base[idx], return_inverse=True)
@@ -377,9 +370,10 @@ class DenseBlocks(BlockFamily):
         return _syrk_grams(lambda j: G[j], C)
 
 
-def relu_family(X, M, form="relaxed", beta=None, skip=True):
+def relu_family(X, M, form="relaxed", beta=None, skip=True, XXt=None):
     """Blocks of a ReLU program (§3a-d): [skip X] + relaxed: D_i X per pattern; exact/training:
-    D_i X (w_i) then -D_i X (w_i'), both with the cone (2 D_i - I) X w >= 0."""
+    D_i X (w_i) then -D_i X (w_i'), both with the cone (2 D_i - I) X w >= 0. XXt: X X^T where
+    the caller has it (a cone form and its relaxation share it)."""
     n, d = X.shape
     M = np.asarray(M, bool)
     P = M.shape[1]
@@ -394,7 +388,7 @@ def relu_family(X, M, form="relaxed", beta=None, skip=True):
     cone = np.ones(len(signs), bool) if cones else np.zeros(len(signs), bool)
     if skip:
         cone[0] = False
-    F = ReluBlocks(X, masks, signs, cone)
+    F = ReluBlocks(X, masks, signs, cone, XXt)
     if cones:
         o = 1 if skip else 0
         F.twin = np.r_[-np.ones(o, int), o + P + np.arange(P), o + np.arange(P)]
