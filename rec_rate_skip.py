@@ -11,10 +11,10 @@ from planted import data, patterns, recovery, solve
 
 def cell(args, n, d, rng):
     inst = data.skip_instance(n, d, args.optx, args.optw, args.sigma, rng)
-    M = patterns.skip_patterns(inst["X"], rng)
+    M, ones = patterns.decided_skip_patterns(inst["X"], rng)
     sol = solve.solve_relu(inst["X"], M, inst["y"], form=args.form, solver=args.solver)
     return dict(rec=recovery.skip_recovered(sol, inst["w"]), all_ones=patterns.has_all_ones(M),
-                status=sol.status, details=dict(inst, M=M, **sol.arrays()))
+                status=sol.status, details=dict(inst, M=M, **ones.arrays(), **sol.arrays()))
 
 
 if __name__ == "__main__":

@@ -9,33 +9,150 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import lapack
 
+TALL, WIDE, EXPLICIT = 0, 1, 2  # how a pattern's U_i is held (NormBlocks.kind)
+STACK_MEMORY = 2 ** 27  # bytes of one stack of active rows factored at once (norm_blocks)
+DENSE_MEMORY = 2 ** 28  # bytes of all U_i up to which they are stored dense (norm_blocks)
+
 
 @dataclass
 class NormBlocks:
     """The factored patterns of one instance, zero-padded to r = the largest rank.
 
-    X (n, d), M (n, P) the kept patterns (rank-0 ones dropped), rank (P,), U (P, n, r) the
-    orthonormal U_i, T (P, d, r) with D_i X T_i = U_i (block -> first-layer direction; the
-    V_i Sigma_i^-1 of §3e up to a change of basis), S (P, r, d) (first-layer direction ->
-    block); coordinates beyond rank_i are zero.
+    X (n, d), M (n, P) the kept patterns (rank-0 ones dropped), rank (P,), T (P, d, r) with
+    D_i X T_i = U_i (block -> first-layer direction; the V_i Sigma_i^-1 of §3e up to a change
+    of basis); coordinates beyond rank_i are zero.
+
+    The orthonormal U_i (n x r each, P n r numbers in all: the bulk of the memory) are not
+    stored where they follow from X, M and T (`kind`): TALL (more active rows than d,
+    Cholesky QR) U_i = D_i X T_i; WIDE (at most d active rows) U_i = the identity on the
+    active rows, coordinate j the j-th of them. The others (EXPLICIT, by SVD) keep U_i and
+    S_i in Ue, Se (in pattern order). Small instances keep every U_i, S_i dense as well (Ud,
+    Sd; None otherwise), and compute with those. `apply`, `adjoint` and `u_blocks` give the
+    products and the dense blocks; U and S (every block, dense) are for small instances.
     """
     X: np.ndarray
     M: np.ndarray
     rank: np.ndarray
-    U: np.ndarray
     T: np.ndarray
-    S: np.ndarray
+    kind: np.ndarray
+    Ue: np.ndarray
+    Se: np.ndarray
+    Ud: np.ndarray | None = None
+    Sd: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.pos = np.cumsum(self.kind == EXPLICIT) - 1  # pattern -> its row of Ue, Se
+        wide = np.flatnonzero(self.kind == WIDE)
+        self.wide = wide
+        # the active rows of the WIDE patterns, padded with n (a row that is not there)
+        rows = np.argsort(~self.M[:, wide].T, axis=1, kind="stable")[:, :self.r]
+        self.wide_rows = np.where(np.arange(self.r) < self.rank[wide, None], rows, self.n)
 
     @property
     def P(self):
-        return self.U.shape[0]
+        return self.M.shape[1]
+
+    @property
+    def n(self):
+        return self.X.shape[0]
+
+    @property
+    def r(self):
+        return self.T.shape[2]
+
+    @property
+    def dense(self):
+        return self.Ud is not None
+
+    @property
+    def U(self):
+        """Every U_i, dense: (P, n, r)."""
+        return self.Ud if self.dense else self.u_blocks(np.arange(self.P))
+
+    @property
+    def S(self):
+        """Every S_i (D_i X = U_i S_i), dense: (P, r, d)."""
+        return self.Sd if self.dense else self.s_blocks(np.arange(self.P))
+
+    def u_blocks(self, idx):
+        """The dense U_i of the patterns idx: (len(idx), n, r)."""
+        idx = np.asarray(idx, int).reshape(-1)
+        if self.dense:
+            return self.Ud[idx]
+        out = np.zeros((len(idx), self.n, self.r))
+        kind = self.kind[idx]
+        j = np.flatnonzero(kind == TALL)
+        if len(j):
+            out[j] = (self.X @ self.T[idx[j]]) * self.M[:, idx[j]].T[:, :, None]
+        j = np.flatnonzero(kind == WIDE)
+        if len(j):
+            rows = self.wide_rows[np.searchsorted(self.wide, idx[j])]
+            pad = np.zeros((len(j), self.n + 1, self.r))
+            pad[np.arange(len(j))[:, None], rows, np.arange(self.r)] = 1.0
+            out[j] = pad[:, :self.n]
+        j = np.flatnonzero(kind == EXPLICIT)
+        if len(j):
+            out[j] = self.Ue[self.pos[idx[j]]]
+        return out
+
+    def s_blocks(self, idx):
+        """S_i with D_i X = U_i S_i for the patterns idx: (len(idx), r, d). TALL: T_i^-1 (T_i
+        is upper triangular there); WIDE: the active rows of X."""
+        idx = np.asarray(idx, int).reshape(-1)
+        if self.dense:
+            return self.Sd[idx]
+        out = np.zeros((len(idx), self.r, self.X.shape[1]))
+        for a, i in enumerate(idx):
+            if self.kind[i] == TALL:
+                out[a] = lapack.dtrtri(self.T[i], lower=0)[0]
+            elif self.kind[i] == WIDE:
+                rows = self.wide_rows[np.searchsorted(self.wide, i)]
+                on = rows < self.n
+                out[a, on] = self.X[rows[on]]
+            else:
+                out[a] = self.Se[self.pos[i]]
+        return out
+
+    def adjoint(self, lam):
+        """U_i^T lam for every pattern: (P, r)."""
+        if self.dense:
+            return np.einsum("gnd,n->gd", self.Ud, lam)
+        # T_i^T X^T D_i lam: one n x d x P product, then P small ones over T in place
+        # (the wide and explicit rows are overwritten: cheaper than a copy of their T_i)
+        V = self.X.T @ (self.M * lam[:, None])
+        out = np.matmul(self.T.transpose(0, 2, 1), V.T[:, :, None])[:, :, 0]
+        if len(self.wide):
+            out[self.wide] = np.append(lam, 0.0)[self.wide_rows]
+        ex = self.kind == EXPLICIT
+        if ex.any():
+            out[ex] = np.einsum("gnr,n->gr", self.Ue, lam)
+        return out
+
+    def apply(self, Z, idx=None):
+        """sum_i U_i z_i over the patterns idx (default all) and the rows z_i of Z."""
+        if self.dense:
+            return np.einsum("pnr,rp->n", self.Ud if idx is None else self.Ud[idx], Z.T)
+        idx = np.arange(self.P) if idx is None else np.asarray(idx, int)
+        f = np.zeros(self.n + 1)
+        kind = self.kind[idx]
+        j = kind == TALL
+        if j.any():
+            Y = (self.T[idx[j]] @ Z[j][:, :, None])[:, :, 0]  # T_i z_i: first-layer directions
+            f[:-1] += ((self.X @ Y.T) * self.M[:, idx[j]]).sum(1)
+        j = kind == WIDE
+        if j.any():
+            np.add.at(f, self.wide_rows[np.searchsorted(self.wide, idx[j])], Z[j])
+        j = kind == EXPLICIT
+        if j.any():
+            f[:-1] += np.einsum("gnr,gr->n", self.Ue[self.pos[idx[j]]], Z[j])
+        return f[:-1]
 
 
 def _factor_stack(A, size, tol):
     """D_i X = U_i S_i with orthonormal U_i, and T_i with D_i X T_i = U_i, for a stack A (g, m, d)
     of the active rows of D_i X (size_i of them, then zero rows), all tall (size_i > d) or all
     wide (size_i <= d). Returns U (g, m, c), S (g, c, d), T (g, d, c), rank (g,), c = min(m, d),
-    coordinates beyond rank_i zero.
+    coordinates beyond rank_i zero, and ok (g,): False where the SVD made them.
 
     Any orthonormal basis of range(D_i X) gives the same programs as the compact SVD of §3e:
     another is U_i Q (Q orthogonal), an orthogonal change of block i's variables, which keeps
@@ -80,7 +197,7 @@ def _factor_stack(A, size, tol):
         S[bad] = (s * keep)[:, :, None] * vt
         T[bad] = vt.transpose(0, 2, 1) * np.where(keep, 1 / np.where(keep, s, 1), 0)[:, None, :]
         rank[bad] = keep.sum(1)
-    return U, S, T, rank
+    return U, S, T, rank, ok
 
 
 def norm_blocks(X, M, buckets=4):
@@ -91,35 +208,57 @@ def norm_blocks(X, M, buckets=4):
     numpy's matrix_rank, singular values above max(n, d) * eps * the largest.
 
     The zero rows of D_i X change neither its rank nor S_i, so each pattern is factored on its
-    active rows only, stacked in `buckets` groups of similar size per kind (tall or wide).
+    active rows only, stacked in `buckets` groups of similar size per kind (tall or wide),
+    each cut into stacks of at most STACK_MEMORY bytes. Every U_i and S_i is kept dense where
+    they fit in DENSE_MEMORY, else only T_i, and U_i, S_i where the SVD made them (NormBlocks).
     """
     n, d = X.shape
     M = np.asarray(M, bool)
     P = M.shape[1]
     r = min(n, d)
-    U = np.zeros((P, n, r))
-    S = np.zeros((P, r, d))
     T = np.zeros((P, d, r))
+    dense = P * n * r * 8 <= DENSE_MEMORY
+    U, S = (np.zeros((P, n, r)), np.zeros((P, r, d))) if dense else (None, None)
     rank = np.zeros(P, int)
+    kind = np.full(P, WIDE)
+    explicit = {}  # pattern -> (U_i (n, r), S_i (r, d)) of the SVD-factored ones
     size = M.sum(0)
     order = np.argsort(size, kind="stable")
     wide = size[order] <= d
-    for kind in (order[wide & (size[order] > 0)], order[~wide]):  # (all-zero patterns: rank 0)
-        for grp in np.array_split(kind, buckets):
+    tol = max(n, d) * np.finfo(float).eps
+    for grp_kind in (order[wide & (size[order] > 0)], order[~wide]):  # (all-zero patterns: rank 0)
+        for grp in np.array_split(grp_kind, buckets):
             if len(grp) == 0:
                 continue
             m = int(size[grp].max())
-            rows = np.argsort(~M[:, grp].T, axis=1, kind="stable")[:, :m]  # active rows first
-            on_row = np.take_along_axis(M[:, grp].T, rows, 1)
-            u, s, t, rk = _factor_stack(X[rows] * on_row[:, :, None], size[grp], max(n, d) * np.finfo(float).eps)
-            c = u.shape[2]
-            U[grp[:, None], rows, :c] = u * on_row[:, :, None]  # (each pattern's rows are distinct)
-            S[grp, :c], T[grp, :, :c], rank[grp] = s, t, rk
+            for stack in np.array_split(grp, -(-len(grp) * m * d * 8 // STACK_MEMORY)):
+                m = int(size[stack].max())
+                rows = np.argsort(~M[:, stack].T, axis=1, kind="stable")[:, :m]  # active rows first
+                on_row = np.take_along_axis(M[:, stack].T, rows, 1)
+                u, s, t, rk, ok = _factor_stack(X[rows] * on_row[:, :, None], size[stack], tol)
+                c = u.shape[2]
+                T[stack, :, :c], rank[stack] = t, rk
+                kind[stack] = TALL if m > d else WIDE
+                if dense:
+                    U[stack[:, None], rows, :c] = u * on_row[:, :, None]  # (each pattern's rows are distinct)
+                    S[stack, :c] = s
+                for j in np.flatnonzero(~ok):
+                    Ui = np.zeros((n, r))
+                    Ui[rows[j], :c] = u[j] * on_row[j][:, None]  # (each pattern's rows are distinct)
+                    Si = np.zeros((r, d))
+                    Si[:c] = s[j]
+                    explicit[int(stack[j])] = (Ui, Si)
+    kind[list(explicit)] = EXPLICIT
     keep = rank > 0
     r = int(rank.max(initial=0))
-    if not keep.all() or r < U.shape[2]:  # (copies: skipped in the usual full-rank case)
-        U, S, T = U[keep, :, :r], S[keep, :r], T[keep, :, :r]
-    return NormBlocks(X=X, M=M[:, keep], rank=rank[keep], U=U, T=T, S=S)
+    if not keep.all() or r < T.shape[2]:  # (copies: skipped in the usual full-rank case)
+        T = T[keep, :, :r]
+        if dense:
+            U, S = U[keep, :, :r], S[keep, :r]
+    ex = [i for i in range(P) if keep[i] and kind[i] == EXPLICIT]
+    Ue = np.array([explicit[i][0][:, :r] for i in ex]).reshape(len(ex), n, r)
+    Se = np.array([explicit[i][1][:r] for i in ex]).reshape(len(ex), r, d)
+    return NormBlocks(X=X, M=M[:, keep], rank=rank[keep], T=T, kind=kind[keep], Ue=Ue, Se=Se, Ud=U, Sd=S)
 
 
 def norm_cone_matrices(B, idx=slice(None)):

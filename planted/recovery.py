@@ -27,7 +27,7 @@ def fitted(X, M, sol):
 
 def norm_fitted(B, sol):
     """sum_i U_i (w_i - w_i'): the convex normalization model's fitted values."""
-    return np.einsum("pnr,rp->n", B.U, sol.difference)
+    return B.apply(sol.difference.T)
 
 
 # ----- the ReLU + skip programs: one planted linear neuron ---------------------------------
@@ -95,8 +95,8 @@ def planted_norm_solution(B, W, cols):
     """The planted point of the normalization programs (§3e): neuron j sits at its pattern
     s_j with w_hat_j = S_{s_j} w_j / ||S_{s_j} w_j|| (unit: U_{s_j} w_hat_j is the unit vector
     (X w_j)_+ / ||(X w_j)_+||), every other block 0. Neurons sharing a pattern add up."""
-    Z = np.zeros((B.U.shape[2], B.P))
-    hat = np.einsum("jrd,dj->rj", B.S[cols], W)
+    Z = np.zeros((B.r, B.P))
+    hat = np.einsum("jrd,dj->rj", B.s_blocks(cols), W)
     np.add.at(Z.T, cols, (hat / np.linalg.norm(hat, axis=0)).T)
     return _planted(Z)
 

@@ -175,7 +175,7 @@ def solve_relu(X, M, y, form="relaxed", beta=None, skip=True):
     relaxation = None
     if F.cone.any():
         neg = np.r_[-np.ones(o, int), o + P + np.arange(P)]
-        relaxation = Relaxation(relu_family(X, M, "relaxed", None, skip), np.arange(o + P), neg, init)
+        relaxation = Relaxation(relu_family(X, M, "relaxed", None, skip, F.XXt), np.arange(o + P), neg, init)
     return _solution(solve_blocks(F, y, beta=beta, init=init, relaxation=relaxation), F.k, o, P, skip)
 
 
@@ -184,7 +184,7 @@ def solve_norm(B, y, form="relaxed", beta=None):
     W and Wp r x P)."""
     if form not in FORMS:
         raise ValueError(f"unknown form {form}")
-    P = B.U.shape[0]
+    P = B.P
     F = norm_family(B, form, beta)
     y = np.asarray(y, float)
     relaxation = None

@@ -263,63 +263,85 @@ class NormCones(Cones):
         return lambda Z: (T.transpose(0, 2, 1) @ ((T @ Z[:, :, None])[:, :, 0] @ XtX)[:, :, None])[:, :, 0]
 
 
+class ExplicitBases:
+    """Base matrices held as one array U (Pb, n, d): what DenseBlocks asks of its bases
+    (NormBlocks answers the same, from its factors)."""
+
+    def __init__(self, U):
+        self.U = U
+        self.P, self.n, self.r = U.shape
+
+    def u_blocks(self, idx):
+        return self.U[idx]
+
+    def adjoint(self, lam):
+        return np.einsum("gnd,n->gd", self.U, lam)
+
+    def apply(self, Z, idx=None):
+        return np.einsum("gnd,gd->n", self.U if idx is None else self.U[idx], Z)
+
+
 class DenseBlocks(BlockFamily):
-    """Explicit blocks A_g = sign_g U[base_g] (U: (Pb, n, d) base matrices, zero-padded to a
-    common width d: padded coordinates only enter the norm, so they are 0 at the optimum),
-    with cones G[base_g] w >= 0 (G: `Cones` of the base blocks) on blocks flagged `cone`.
-    Blocks index the base arrays, so the +- copies of the exact form share memory."""
+    """Blocks A_g = sign_g U[base_g] (U: (Pb, n, d) base matrices, zero-padded to a common
+    width d: padded coordinates only enter the norm, so they are 0 at the optimum), with
+    cones G[base_g] w >= 0 (G: `Cones` of the base blocks) on blocks flagged `cone`. Blocks
+    index the base arrays, so the +- copies of the exact form share memory. U is an array or
+    any bases object with ExplicitBases' methods (NormBlocks: U_i from factors, never all
+    dense); a subset (a working set) holds its base matrices dense."""
 
     def __init__(self, U, base, signs, cone, G=None):
-        super().__init__(U.shape[1], U.shape[2], signs, cone)
-        self.U, self.G = U, G
+        self.bases = ExplicitBases(U) if isinstance(U, np.ndarray) else U
+        super().__init__(self.bases.n, self.bases.r, signs, cone)
+        self.G = G
         self.base = np.asarray(base, int)
         self._proj = None  # the projectors U_b U_b^T, once gram needs them
         self._gc = None  # (ci, G of the blocks ci)
         self._at = None  # (ci, A^T of the blocks ci)
 
     def _subset(self, idx):
-        # a compact copy of the base blocks used: every product then runs over these only
+        # a compact dense copy of the base blocks used: every product then runs over these only
         ub, base = np.unique(self.base[idx], return_inverse=True)
-        return DenseBlocks(self.U[ub], base, self.sg[idx], self.cone[idx],
+        return DenseBlocks(self.bases.u_blocks(ub), base, self.sg[idx], self.cone[idx],
                            None if self.G is None else ExplicitCones(self.G[ub]))
 
     def apply(self, Wb):
         # summed per base block first: the zero blocks (most of them, in a certificate) and
         # the copies of a base block then cost nothing
-        Wbase = np.zeros((len(self.U), self.d))
+        Wbase = np.zeros((self.bases.P, self.d))
         np.add.at(Wbase, self.base, Wb * self.sg[:, None])
         used = np.flatnonzero(Wbase.any(1))
-        U = self.U if len(used) == len(self.U) else self.U[used]
-        return np.einsum("gnd,gd->n", U, Wbase[used])
+        if len(used) == self.bases.P:
+            return self.bases.apply(Wbase)
+        return self.bases.apply(Wbase[used], used)
 
     def adjoint(self, lam):
         # one product over the distinct base blocks, then gathered
-        V = np.einsum("gnd,n->gd", self.U, lam)
-        return V[self.base] * self.sg[:, None]
+        return self.bases.adjoint(lam)[self.base] * self.sg[:, None]
 
     def gram(self, c):
         """sum_b (summed c)_b U_b U_b^T over the base blocks. A working set's projectors
         U_b U_b^T are computed once and kept (when they fit in PROJ_MEMORY): each IPM iteration
         is then a weighted sum of n x n matrices, not an n x (k d) product."""
-        cb = np.bincount(self.base, weights=c, minlength=len(self.U))
-        if self._proj is None and len(self.U) * self.n ** 2 * 8 <= PROJ_MEMORY:
-            self._proj = self.U @ self.U.transpose(0, 2, 1)
+        cb = np.bincount(self.base, weights=c, minlength=self.bases.P)
+        if self._proj is None and self.bases.P * self.n ** 2 * 8 <= PROJ_MEMORY:
+            U = self.bases.u_blocks(np.arange(self.bases.P))
+            self._proj = U @ U.transpose(0, 2, 1)
         if self._proj is not None:
             return np.tensordot(cb, self._proj, axes=1)
         keep = np.flatnonzero(cb > 0)
-        B = self.U[keep] * np.sqrt(cb[keep])[:, None, None]
+        B = self.bases.u_blocks(keep) * np.sqrt(cb[keep])[:, None, None]
         B = B.transpose(1, 0, 2).reshape(self.n, -1)
         return B @ B.T
 
     def cols(self, U):
-        return np.einsum("gnd,gd->ng", self.U[self.base], U * self.sg[:, None])
+        return np.einsum("gnd,gd->ng", self.bases.u_blocks(self.base), U * self.sg[:, None])
 
     def a_matrix(self, g):
-        return self.sg[g] * self.U[self.base[g]]
+        return self.sg[g] * self.bases.u_blocks([self.base[g]])[0]
 
     def a_t(self, ci):
         if self._at is None or not np.array_equal(self._at[0], ci):
-            self._at = (ci, self.U[self.base[ci]].transpose(0, 2, 1) * self.sg[ci, None, None])
+            self._at = (ci, self.bases.u_blocks(self.base[ci]).transpose(0, 2, 1) * self.sg[ci, None, None])
         return self._at[1]
 
     def _cones(self, ci):
@@ -348,9 +370,10 @@ class DenseBlocks(BlockFamily):
         return _syrk_grams(lambda j: G[j], C)
 
 
-def relu_family(X, M, form="relaxed", beta=None, skip=True):
+def relu_family(X, M, form="relaxed", beta=None, skip=True, XXt=None):
     """Blocks of a ReLU program (§3a-d): [skip X] + relaxed: D_i X per pattern; exact/training:
-    D_i X (w_i) then -D_i X (w_i'), both with the cone (2 D_i - I) X w >= 0."""
+    D_i X (w_i) then -D_i X (w_i'), both with the cone (2 D_i - I) X w >= 0. XXt: X X^T where
+    the caller has it (a cone form and its relaxation share it)."""
     n, d = X.shape
     M = np.asarray(M, bool)
     P = M.shape[1]
@@ -365,7 +388,7 @@ def relu_family(X, M, form="relaxed", beta=None, skip=True):
     cone = np.ones(len(signs), bool) if cones else np.zeros(len(signs), bool)
     if skip:
         cone[0] = False
-    F = ReluBlocks(X, masks, signs, cone)
+    F = ReluBlocks(X, masks, signs, cone, XXt)
     if cones:
         o = 1 if skip else 0
         F.twin = np.r_[-np.ones(o, int), o + P + np.arange(P), o + np.arange(P)]
@@ -375,9 +398,8 @@ def relu_family(X, M, form="relaxed", beta=None, skip=True):
 def norm_family(B, form="relaxed", beta=None):
     """Blocks of the normalization programs (§3e) on the NormBlocks B: relaxed U_i per
     pattern; exact/training U_i (w_i) then -U_i (w_i'), with the cones
-    (2 D_i - I) X V_i Sigma_i^-1 w >= 0."""
-    U = np.ascontiguousarray(B.U, dtype=float)
-    P = U.shape[0]
+    (2 D_i - I) X V_i Sigma_i^-1 w >= 0. The U_i stay in B's factors (products on demand)."""
+    P = B.P
     cones = form == "exact" or beta is not None
     G = None
     if cones:
@@ -385,7 +407,8 @@ def norm_family(B, form="relaxed", beta=None):
         base, signs = np.r_[np.arange(P), np.arange(P)], np.r_[np.ones(P), -np.ones(P)]
     else:
         base, signs = np.arange(P), np.ones(P)
-    F = DenseBlocks(U, base, signs, np.full(len(base), cones), G)
+    # small instances: B's dense U_i as one array (the products are the same either way)
+    F = DenseBlocks(np.ascontiguousarray(B.Ud) if B.dense else B, base, signs, np.full(len(base), cones), G)
     if cones:
         F.twin = np.r_[P + np.arange(P), np.arange(P)]
     return F
