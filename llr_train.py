@@ -5,8 +5,9 @@ Target f*(x) = sum_{s=1..3} tanh(0.6 x_s + 0.8 x_{s+1} + x_{s+2}), x ~ N(0, I_5)
 parameters, model rank 7), cnn-ns (the same without weight sharing, 15N, rank 15), fc (3N tanh
 neurons, 21N, rank 21); all with hidden biases and no output bias. Every (family, N, training
 size n, trial) is one training run: init N(0, init_var), full-batch gradient descent on the
-training MSE (1/n) sum_i (f(x_i) - y_i)^2 with step --lr, stopped when the training MSE is below
---tol (checked every --check steps) or after --steps steps. Saved: test MSE on 1000 fresh
+training MSE (1/n) sum_i (f(x_i) - y_i)^2 with step --lr (auto: LR_TABLE, per family and N),
+closed-form gradients (planted.llr.mse_and_grad), stopped by the StopRule: training MSE below
+--tol, stalled (--stall), diverged, or --steps steps. Saved: test MSE on 1000 fresh
 points, final training MSE and steps used, each an array (family, N, n, trial) with a JSON
 sidecar (planted.results).
 
