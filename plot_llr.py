@@ -73,8 +73,9 @@ def main(argv=None):
     for ax, i in zip(axes[0], range(len(families))):
         image = panel(ax, mean[i], meta, families[i], vmin, vmax)
     flags = meta["flags"]
+    lr = "lr per (family, N)" if flags["lr"] == "auto" else f"lr {flags['lr']}"
     fig.suptitle(f"Local linear recovery of f*(x) = sum_s tanh(0.6 x_s + 0.8 x_(s+1) + x_(s+2)), x in R^5: "
-                 f"GD, lr {flags['lr']}, init var {flags['init_var']:g}, {meta['stopping_rule']}, "
+                 f"GD, {lr}, init var {flags['init_var']:g}, stop at {meta['stopping_rule']}, "
                  f"{flags['sample']} trial(s)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 0.93, 0.95))
     cax = fig.add_axes((0.945, 0.15, 0.012, 0.7))

@@ -154,6 +154,56 @@ def _with_ones(Z):
     return torch.cat([Z, torch.ones(Z.shape[:-1] + (1,), dtype=Z.dtype, device=Z.device)], -1)
 
 
+GRAD_KINDS = ("fc", "cnn", "cnn-ns")  # the two-layer families with hidden biases (Figure 3)
+
+
+def mse_and_grad(arch, theta, Z, Y, W):
+    """Weighted training loss L_b = sum_i W_bi (f(x_bi) - y_bi)^2 of B networks and its gradient,
+    in closed form as batched matrix products (two-layer tanh with hidden biases, §8).
+
+    With u_ipj = (K_j, b_j) . z_ip (K_j per position p in cnn-ns), H = tanh(u), f_i = sum_pj
+    A_jp H_ipj and g_i = 2 W_i (f_i - y_i):  dL/dA_jp = sum_i g_i H_ipj,
+    dL/d(K_j, b_j) = sum_ip g_i A_jp (1 - H_ipj^2) z_ip  (summed over p only with sharing).
+    fc is the case P = 1. theta (B, M), Z = `features` (B, n, ...), Y and W (B, n); W is 0 on
+    padding. Returns L (B,) and dL/dtheta (B, M).
+    """
+    if arch.kind not in GRAD_KINDS:
+        raise ValueError(f"closed-form gradients cover {', '.join(GRAD_KINDS)}, not {arch.kind}")
+    p = arch.unpack(theta)
+    B, n = Y.shape
+    if arch.kind == "fc":
+        Kb = torch.cat([p["W"], p["b"][..., None]], -1)                 # (B, m, q)
+        H = torch.tanh(Z @ Kb.transpose(1, 2))                           # (B, n, m)
+        r = (H @ p["a"][..., None])[..., 0] - Y
+        g = 2 * W * r
+        grad_a = (g[:, None, :] @ H)[:, 0]
+        grad_Kb = ((g[..., None] * p["a"][:, None, :]) * (1 - H * H)).transpose(1, 2) @ Z
+        parts = (grad_Kb[..., :-1], grad_Kb[..., -1], grad_a)
+    elif arch.kind == "cnn":
+        Kb = torch.cat([p["K"], p["b"][..., None]], -1)                 # (B, m, q)
+        Zf = Z.reshape(B, -1, Z.shape[-1])                               # (B, n P, q)
+        H = torch.tanh(Zf @ Kb.transpose(1, 2)).reshape(B, n, arch.P, -1)  # (B, n, P, m)
+        At = p["A"].transpose(1, 2)                                      # (B, P, m)
+        r = (H * At[:, None]).sum((2, 3)) - Y
+        g = 2 * W * r
+        grad_At = (g[:, None, :] @ H.reshape(B, n, -1)).reshape(At.shape)
+        G = (g[..., None, None] * At[:, None]) * (1 - H * H)
+        grad_Kb = G.reshape(B, Zf.shape[1], -1).transpose(1, 2) @ Zf
+        parts = (grad_Kb[..., :-1], grad_Kb[..., -1], grad_At.transpose(1, 2))
+    else:
+        Kb = torch.cat([p["K"], p["b"][..., None]], -1)                 # (B, m, P, q)
+        Zp = Z.transpose(1, 2)                                           # (B, P, n, q)
+        H = torch.tanh(Zp @ Kb.permute(0, 2, 3, 1))                      # (B, P, n, m)
+        At = p["A"].transpose(1, 2)                                      # (B, P, m)
+        r = (H @ At[..., None])[..., 0].sum(1) - Y
+        g = 2 * W * r
+        grad_At = (g[:, None, None, :] @ H)[:, :, 0]
+        G = (g[:, None, :, None] * At[:, :, None, :]) * (1 - H * H)
+        grad_Kb = (Zp.transpose(2, 3) @ G).permute(0, 3, 1, 2)          # (B, m, P, q)
+        parts = (grad_Kb[..., :-1], grad_Kb[..., -1], grad_At.transpose(1, 2))
+    return (W * r * r).sum(1), torch.cat([part.reshape(B, -1) for part in parts], 1)
+
+
 # --------------------------------------------------------------------------------------------
 # Targets
 

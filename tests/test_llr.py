@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import llr_train
 import model_rank
@@ -161,9 +162,88 @@ def test_llr_train_results_do_not_depend_on_batching(tmp_path):
     np.testing.assert_allclose(a[0, 0, 1, 0], b[0, 0, 0, 0], rtol=1e-4)
 
 
-def test_llr_train_rejects_bad_input(capsys):
-    for argv in (["--families", "rnn"], ["--sizes", "0:3"], ["--widths", "x"], ["--lr", "-1"]):
-        with pytest.raises(SystemExit) as e:
-            llr_train.main(argv)
-        assert e.value.code == 2
-    assert "Traceback" not in capsys.readouterr().err
+@pytest.mark.parametrize("argv", [
+    ["--families", "rnn"], ["--sizes", "0:3"], ["--widths", "x"], ["--lr", "-1"], ["--lr", "fast"],
+    ["--seed", "-1"], ["--seed", "1.5"], ["--stall", "-5"], ["--sizes", "1:1e9"],
+    ["--widths", "1e9"], ["--sizes", "1:1e5", "--widths", "1e4"],
+])
+def test_llr_train_rejects_bad_input(argv, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        llr_train.main(argv + ["--save_folder", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_llr_train_size_check_counts_the_batch_and_insist_passes_it():
+    parser = llr_train.make_parser()
+    small = parser.parse_args([])
+    llr_train.check_size(parser, small)  # the default grid fits
+    assert llr_train.batch_bytes(small, "fc", 100) > 10 * llr_train.batch_bytes(small, "fc", 3)
+    big = parser.parse_args(["--widths", "1e9", "--insist"])
+    llr_train.check_size(parser, big)    # refused without --insist (test above), passed with it
+    assert llr_train.batch_bytes(big, "cnn", 10**9) > 2**50
+
+
+@pytest.mark.parametrize("family", llr.GRAD_KINDS)
+@pytest.mark.parametrize("N", [1, 3])
+def test_closed_form_gradient_matches_autograd(family, N):
+    arch, _ = llr_train.family_arch(family, N)
+    g = torch.Generator().manual_seed(N)
+    B, n = 4, 9
+    X, Y = torch.randn(B, n, 5, generator=g, dtype=torch.float64), torch.randn(B, n, generator=g, dtype=torch.float64)
+    W = torch.rand(B, n, generator=g, dtype=torch.float64)
+    W[:, -2:] = 0  # padding
+    theta = torch.randn(B, arch.param_count, generator=g, dtype=torch.float64).requires_grad_(True)
+    Z = arch.features(X)
+    loss = (((arch.forward_features(theta, Z) - Y) ** 2) * W).sum(1)
+    grad, = torch.autograd.grad(loss.sum(), theta)
+    closed_loss, closed_grad = llr.mse_and_grad(arch, theta.detach(), Z, Y, W)
+    np.testing.assert_allclose(closed_loss, loss.detach(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(closed_grad, grad, rtol=0, atol=1e-10)
+    assert grad.abs().max() > 1e-2  # a nontrivial gradient
+    with pytest.raises(ValueError):
+        llr.mse_and_grad(llr.Arch("fc-nobias", 5, (3,)), theta.detach()[:, :18], Z[..., :5], Y, W)
+
+
+def one_unit_batch(B):
+    """B copies of f = a tanh(b): a fully connected unit on the input 0, fitting y = 1 from
+    a = 0, tanh(b) = 1/2; the step size sets how fast the loss falls."""
+    arch = llr.Arch("fc", 1, (1,))
+    Z = torch.zeros(B, 1, 2, dtype=torch.float64)
+    Z[:, 0, 1] = 1.0                            # bias input only: f = a tanh(b)
+    theta = torch.zeros(B, 3, dtype=torch.float64)
+    theta[:, 1] = float(np.arctanh(0.5))        # tanh(b) = 1/2
+    Y = torch.ones(B, 1, dtype=torch.float64)
+    W = torch.ones(B, 1, dtype=torch.float64)
+    return arch, Z, Y, W, theta
+
+
+def test_stop_rule_tol_stall_budget_and_divergence():
+    arch, Z, Y, W, theta = one_unit_batch(4)
+    # lr 0.5: the residual shrinks fast (tol); 1e-3: slowly (stall off: the budget); 200: diverges
+    lr = torch.tensor([0.5, 1e-3, 200.0, 0.5])
+    Y[3] = 3.0  # another target, fast too
+    rule = llr_train.StopRule(tol=1e-12, stall=0, steps=400, check=10)
+    final, loss, steps = llr_train.train_batch(arch, Z, Y, W, theta, lr, rule, lambda *a: None)
+    assert steps[0] < 400 and loss[0] < 1e-12 and steps[0] % 10 == 0
+    assert steps[1] == 400 and loss[1] > 1e-12
+    assert not torch.isfinite(loss[2]) and steps[2] < 400
+    assert loss[3] < 1e-12
+    # Stall on: a slow run stops once its loss, below STALL_BELOW, falls by less than 2x per 100 steps
+    rule = llr_train.StopRule(tol=1e-12, stall=100, steps=100000, check=10)
+    slow = torch.tensor([1e-3, 2e-3])
+    _, loss_s, steps_s = llr_train.train_batch(arch, Z[:2], Y[:2], W[:2], theta[:2], slow, rule, lambda *a: None)
+    assert (steps_s < 100000).all() and (loss_s > 1e-12).all() and (loss_s < llr_train.STALL_BELOW).all()
+    assert steps_s[0] > steps_s[1]  # the slower run is stopped later
+
+
+def test_stop_rule_waits_out_the_plateau_of_the_tiny_init():
+    # tanh(b) = 1e-8: the loss stays flat for long, as at the tiny init, and must not count as
+    # stalled (it is far above STALL_BELOW)
+    arch, Z, Y, W, theta = one_unit_batch(1)
+    theta[:, 1] = 1e-8
+    rule = llr_train.StopRule(tol=1e-12, stall=50, steps=300, check=10)
+    _, loss, steps = llr_train.train_batch(arch, Z, Y, W, theta, torch.tensor([0.01]), rule, lambda *a: None)
+    assert steps[0] == 300
