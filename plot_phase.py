@@ -115,7 +115,7 @@ def panel(ax, values, meta, args, path=None):
     extra = [hatch(ax, nvec, dvec, tied)] if tied is not None and tied.any() else []
     label = f"{meta['metric']}, mean over {values.shape[2]} trials"
     if paper and not rate:
-        label += ", values > 1 in the top colour"
+        label += " (> 1: top colour)"
     if rate:
         label = f"{meta['metric']} rate over {values.shape[2]} trials"
         levels = [(0.5, "-", "rate 0.5")] + ([(0.9, "--", "rate 0.9")] if args.boundary else [])
