@@ -393,6 +393,18 @@ def write_summary(r, figures, rows):
     (r.out / "summary.md").write_text("\n".join(lines))
 
 
+def save(r, figures, manifest_path, start):
+    """The manifest and the summary of the IDs made so far (in the catalogue's order); returns
+    the seconds since `start`."""
+    figures = {k: figures[k] for k in FIGURES if k in figures}
+    manifest = dict(scale=r.scale_name, grid=r.scale["grid"], results=str(r.results), figures=figures,
+                    wall_seconds=round(time.time() - start, 1))
+    rows = [row for fig_id, info in figures.items() for row in summary_rows(fig_id, Path(info["png"]), info["panels"])]
+    results.atomic_save(manifest_path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
+    write_summary(r, figures, rows)
+    return manifest["wall_seconds"]
+
+
 def failed_cells(panels):
     total = 0
     for p in panels:
@@ -464,6 +476,7 @@ def main(argv=None):
                                    panels=panels, commands=commands, seconds=round(time.time() - t0, 1),
                                    failed_cells=failed_cells(panels) if FIGURES[fig_id].kind in ("rate", "distance")
                                    else 0, once=once)
+            save(r, figures, manifest_path, start)  # after every ID: a long run shows its progress
     except StepFailed as e:
         shown, code = e.args
         if code in (130, 143):
@@ -475,13 +488,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("reproduce: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    figures = {k: figures[k] for k in FIGURES if k in figures}  # the catalogue's order
-    manifest = dict(scale=scale_name, grid=r.scale["grid"], results=str(r.results), figures=figures,
-                    wall_seconds=round(time.time() - start, 1))
-    rows = [row for fig_id, info in figures.items() for row in summary_rows(fig_id, Path(info["png"]), info["panels"])]
-    results.atomic_save(manifest_path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
-    write_summary(r, figures, rows)
-    print(f"reproduce: {len(args.only)} figures in {manifest['wall_seconds']:.0f} s, summary in {r.out / 'summary.md'}")
+    wall = save(r, figures, manifest_path, start)
+    print(f"reproduce: {len(args.only)} figures in {wall:.0f} s, summary in {r.out / 'summary.md'}")
     print(r.out / "summary.md")
     return 0
 
