@@ -49,7 +49,8 @@ def title(meta):
     words = [f"{meta['experiment']}: {METRICS.get(meta['metric'], meta['metric'])}",
              f"{data.OPTX.get(flags.get('optx'), flags.get('optx'))} X, optw {flags.get('optw')}"]
     words += [f"{k} {flags[k]}" for k in TITLE_FLAGS if flags.get(k) is not None]
-    return "\n".join([words[0], ", ".join(words[1:])])
+    rest = words[1:]  # four flags a line, so that the titles of side-by-side panels do not overlap
+    return "\n".join([words[0]] + [", ".join(rest[i:i + 4]) for i in range(0, len(rest), 4)])
 
 
 def draw_fit(ax, values, meta, fit_from=0.0):
