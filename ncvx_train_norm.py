@@ -4,6 +4,8 @@ Same instances as the convex scripts (same seed: same data). Trains f(X) = sum_i
 (X W_i)_+ / ||(X W_i)_+|| (§5, the norm over the batch; on X_test over the test
 batch) and saves dis_test = ||f(X_test) - y_test||, the final training loss and every loss
 curve (an extra epoch axis). Unlike the convex scripts it is defined for n < d too.
+--protocol paper (default) trains as the published figures were made, steady with one optimizer
+(planted.networks).
 """
 import numpy as np
 
@@ -25,4 +27,5 @@ def cell(args, n, d, rng):
 
 if __name__ == "__main__":
     parser = utils.experiment_parser(__doc__.splitlines()[0], solver=False, neurons=True, training=True)
-    utils.run(parser, cell, ["dis_test", "loss", "loss_curve"], result_flags=["neu"] + utils.TRAINING_FLAGS)
+    networks.protocol_flag(parser)
+    utils.run(parser, cell, ["dis_test", "loss", "loss_curve"], result_flags=["neu", *utils.TRAINING_FLAGS, "protocol"])

@@ -3,6 +3,8 @@
 Same instances as the convex scripts (same seed: same data). Trains f(X) = (X w0) a0 +
 (X W)_+ a (§5) and saves dis_abs = ||a0 w0 - w||, dis_test = ||f(X_test) - y_test||,
 the final training loss, and every loss curve (an extra epoch axis).
+--protocol paper (default) trains as the published figures were made, steady with one optimizer
+(planted.networks).
 """
 import numpy as np
 
@@ -22,4 +24,6 @@ def cell(args, n, d, rng):
 
 if __name__ == "__main__":
     parser = utils.experiment_parser(__doc__.splitlines()[0], solver=False, training=True)
-    utils.run(parser, cell, ["dis_abs", "dis_test", "loss", "loss_curve"], result_flags=utils.TRAINING_FLAGS)
+    networks.protocol_flag(parser)
+    utils.run(parser, cell, ["dis_abs", "dis_test", "loss", "loss_curve"],
+              result_flags=[*utils.TRAINING_FLAGS, "protocol"])

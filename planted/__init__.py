@@ -6,6 +6,7 @@ mathematics; each module names the section it implements):
     cli           argparse with one-line errors, flag types
     solution      the Solution every solver returns, SolveFailed
     data          planted data: X, planted neurons, labels, test sets
+    clusters      the two-cluster probability experiment and its closed form
     patterns      hyperplane-arrangement patterns D_i, the all-ones pattern, Wendel's formula
     normblocks    normalization-layer blocks D_i X = U_i S_i and their cone matrices
     solver/       the fast certified solver (interior point on a working set)

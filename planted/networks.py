@@ -1,8 +1,10 @@
 """ReLU networks trained with PyTorch (docs/reference.md §5).
 
-No biases; full batch; loss ||f(X) - y||^2 (a sum, not a mean); AdamW with its weight decay
-as the regularizer. One optimizer for the whole run (the original re-created it every epoch,
-which reset Adam's moments).
+No biases; full batch; loss ||f(X) - y||^2 (a sum, not a mean, without 1/2); AdamW with its
+weight decay as the regularizer. Two protocols (PROTOCOLS): "paper" creates a new optimizer at
+every epoch, as the code behind the published figures did, so that Adam's moments restart and
+every update is a first Adam step, close to lr * sign(gradient); "steady" keeps one optimizer for
+the whole run, which drives the training loss to interpolation.
 """
 import numpy as np
 import torch
@@ -53,21 +55,34 @@ class SkipNet(nn.Module):
 
 
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+PROTOCOLS = ("paper", "steady")
 
 
-def train(net, X, y, epochs, lr, beta, device="cpu", optimizer="adamw"):
+def protocol_flag(parser):
+    """The --protocol flag of the training scripts (default paper, the published figures')."""
+    parser.add_argument("--protocol", default="paper", choices=PROTOCOLS,
+                        help="paper: a new optimizer every epoch, as the published figures were made "
+                             "(each update a first Adam step); steady: one optimizer for the whole run")
+
+
+def train(net, X, y, epochs, lr, beta, device="cpu", optimizer="adamw", protocol="paper"):
     """Full-batch training on ||f(X) - y||^2; returns the loss of every epoch (before its step).
 
     adamw (§5): decoupled weight decay beta. adam: beta as a coupled L2 penalty
     (gradient of beta/2 ||theta||^2), which, unlike AdamW's decay, pulls the network toward
-    the minimal-norm representation the convex programs describe.
+    the minimal-norm representation the convex programs describe. protocol: see PROTOCOLS.
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r}: expected one of {PROTOCOLS}")
     net.to(device)
     X = torch.as_tensor(X, dtype=torch.float32, device=device)
     y = torch.as_tensor(y, dtype=torch.float32, device=device)
-    opt = OPTIMIZERS[optimizer](net.parameters(), lr=lr, weight_decay=beta)
+    make = OPTIMIZERS[optimizer]
+    opt = make(net.parameters(), lr=lr, weight_decay=beta)
     losses = np.empty(epochs)
     for epoch in range(epochs):
+        if protocol == "paper" and epoch:
+            opt = make(net.parameters(), lr=lr, weight_decay=beta)
         opt.zero_grad()
         loss = ((net(X) - y) ** 2).sum()
         loss.backward()
@@ -116,7 +131,8 @@ class PlainNet(nn.Module):
 def fit(net, inst, args):
     """Train `net` on a cell's instance with the training flags of a script (utils
     experiment_parser(training=True)): (loss curve, predictions on X_test, weights)."""
-    losses = train(net, inst["X"], inst["y"], args.epochs, args.lr, args.beta, args.device, args.optimizer)
+    losses = train(net, inst["X"], inst["y"], args.epochs, args.lr, args.beta, args.device, args.optimizer,
+                   args.protocol)
     if not np.isfinite(losses).all():
         epoch = int(np.argmin(np.isfinite(losses)))
         raise SolveFailed(f"training diverged: the loss is {losses[epoch]} at epoch {epoch} (try a smaller --lr)")

@@ -41,11 +41,24 @@ def edges(grid):
     return np.append(grid - step / 2, grid[-1] + step / 2)
 
 
-def save_figure(parser, fig, out):
-    """Write a matplotlib figure atomically; an unwritable path is a usage error. Prints it."""
+def save_all(writes):
+    """Write several files [(path, write(tmp))] each through a temporary file, renaming them only
+    once every one is written: if any write fails, none of them is left behind (nor a temporary)."""
+    if not writes:
+        return
+    (path, write), rest = writes[0], writes[1:]
+    results.atomic_save(path, lambda tmp: (write(tmp), save_all(rest)))
+
+
+def save_figure(parser, fig, out, also=()):
+    """Write a matplotlib figure, and the files of `also` ([(path, write(tmp))], e.g. its fit
+    CSV), all or none; an unwritable path is a usage error. Prints the paths, the PNG last."""
     try:
-        results.atomic_save(out, lambda tmp: fig.savefig(tmp, dpi=130))
+        save_all([*also, (out, lambda tmp: fig.savefig(tmp, dpi=130))])
     except OSError as e:
-        parser.error(f"cannot write --out {out}: {e.strerror or e}")
+        parser.error(f"cannot write --out {out}{' with ' + ', '.join(str(p) for p, _ in also) if also else ''}:"
+                     f" {e.strerror or e}; nothing written")
+    for path, _ in also:
+        print(path)
     print(out)
     return out

@@ -24,7 +24,7 @@ def run(script, *flags, check=True):
 
 @pytest.mark.parametrize("script,metrics,extra", [
     ("rec_rate_skip.py", ["rec", "all_ones"], ["--form", "exact"]),
-    ("minnrm_skip.py", ["dis_abs", "dis_test"], ["--sigma", "0.1"]),
+    ("minnrm_skip.py", ["dis_abs", "dis_test", "unique"], ["--sigma", "0.1"]),
     ("cvx_train_skip.py", ["dis_abs", "dis_test"], ["--beta", "0.001"]),
     ("ncvx_train_skip.py", ["dis_abs", "dis_test", "loss", "loss_curve"], ["--epochs", "20"]),
 ])

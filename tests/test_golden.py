@@ -18,7 +18,7 @@ from cli_helpers import run_script
 
 HERE = Path(__file__).resolve().parent / "golden"
 COMMANDS = [line.split() for line in (HERE / "commands.txt").read_text().splitlines() if line.strip()]
-BINARY = ("rec", "all_ones", "holds", "gap")
+BINARY = ("rec", "all_ones", "holds", "gap", "unique")
 TOL = 1e-8
 
 

@@ -154,7 +154,7 @@ def test_norm_net_forward():
 
 @pytest.mark.parametrize("script,metrics,extra", [
     ("rec_rate_norm.py", ["rec"], ["--form", "exact"]),
-    ("minnrm_norm.py", ["dis_abs", "dis_test"], ["--sigma", "0.1"]),
+    ("minnrm_norm.py", ["dis_abs", "dis_test", "unique"], ["--sigma", "0.1"]),
     ("cvx_train_norm.py", ["dis_abs", "dis_test"], ["--beta", "0.001"]),
     ("ncvx_train_norm.py", ["dis_test", "loss", "loss_curve"], ["--epochs", "5"]),
 ])

@@ -108,7 +108,7 @@ def test_plain_net_forward():
 
 @pytest.mark.parametrize("script,metrics,extra", [
     ("rec_rate_plain.py", ["rec"], ["--form", "exact"]),
-    ("minnrm_plain.py", ["dis_abs", "dis_test"], ["--sigma", "0.1"]),
+    ("minnrm_plain.py", ["dis_abs", "dis_test", "unique"], ["--sigma", "0.1"]),
     ("cvx_train_plain.py", ["dis_abs", "dis_test"], ["--beta", "0.001"]),
     ("ncvx_train_plain.py", ["dis_test", "loss", "loss_curve"], ["--epochs", "5"]),
 ])

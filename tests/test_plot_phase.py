@@ -1,0 +1,84 @@
+"""plot_phase.py: the fit CSV and the PNG are written together or not at all, the paper style,
+and the hatching of cells whose minimal-norm optimum is not unique."""
+import errno
+
+import matplotlib.figure
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.patches import Rectangle
+
+import plot_phase
+import utils
+from planted import results
+
+
+def fake_sweep(folder, prog, metrics, cell):
+    parser = utils.experiment_parser("test")
+    parser.prog = prog
+    return utils.run(parser, cell, metrics, argv=["--n", "40", "--d", "20", "--sample", "3", "--jobs", "1",
+                                                  "--save_folder", str(folder)])
+
+
+@pytest.fixture
+def rate(tmp_path):
+    """A recovery rate that rises with n (50% near n = 2d), from the harness itself."""
+    return fake_sweep(tmp_path, "fake_rec.py", ["rec"],
+                      lambda args, n, d, rng: dict(rec=float(rng.random() < n / (4 * d))))
+
+
+@pytest.fixture
+def distance(tmp_path):
+    """A minimal-norm-like sweep: distances and a `unique` metric, ties wherever n <= d."""
+    return fake_sweep(tmp_path, "fake_minnrm.py", ["dis_abs", "dis_test", "unique"],
+                      lambda args, n, d, rng: dict(dis_abs=d / n, dis_test=2 * d / n, unique=float(n > d)))
+
+
+def test_fit_writes_the_csv_and_the_png(rate, tmp_path, capsys):
+    out = tmp_path / "fig.png"
+    plot_phase.main([str(rate), "--fit", "--out", str(out)])
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "fig_fit.csv").read_text().startswith("result,d,n50")
+    assert capsys.readouterr().out.split() == [str(tmp_path / "fig_fit.csv"), str(out)]
+
+
+def test_a_png_that_cannot_be_written_leaves_no_csv(rate, tmp_path, capsys, monkeypatch):
+    def full(self, *a, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    before = set(tmp_path.iterdir())
+    with pytest.raises(SystemExit) as e:
+        plot_phase.main([str(rate), "--fit", "--out", str(tmp_path / "fig.png")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No space left" in err and "Traceback" not in err
+    assert set(tmp_path.iterdir()) == before  # no fig_fit.csv, no fig.png, no temporary file
+
+
+def test_ties_are_hatched(distance):
+    """One hatched rectangle per cell with a non-unique trial (n <= d: 3 cells of the 4 x 2 grid)."""
+    values, meta = results.read(distance)
+    tied = plot_phase.ties(distance, meta)
+    nvec, dvec = np.array(meta["nvec"]), np.array(meta["dvec"])
+    assert np.array_equal(tied, nvec[:, None] <= dvec[None, :]) and tied.sum() == 3
+    for style in ("default", "paper"):
+        fig, ax = plt.subplots()
+        ns = type("Args", (), dict(style=style, log=False, boundary=False, theory=False, fit=False))()
+        plot_phase.panel(ax, values.astype(float), meta, ns, distance)
+        hatched = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_hatch()]
+        assert len(hatched) == 3, style
+        assert "not unique" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
+        plt.close(fig)
+
+
+def test_paper_style_uses_the_linear_0_1_levels(distance, rate, tmp_path):
+    """Filled contours at 0, 0.1, ..., 1 for distances and rates alike; values above 1 clipped
+    into the top level (the distance here reaches d / n = 2)."""
+    for path in (distance, rate):
+        values, meta = results.read(path)
+        fig, ax = plt.subplots()
+        ns = type("Args", (), dict(style="paper", log=True, boundary=False, theory=False, fit=False))()
+        plot_phase.panel(ax, values.astype(float), meta, ns, path)
+        levels = next(c.levels for c in ax.collections if hasattr(c, "levels"))
+        assert np.allclose(levels, np.linspace(0, 1, 11))
+        plt.close(fig)
