@@ -63,7 +63,7 @@ def test_serial_parallel_and_dask_give_identical_arrays(tmp_path, dask_cluster):
     for name, flags in runs.items():
         finish("minnrm_skip.py", *GRID, "--sigma", "0.05", *flags, "--save_folder", str(tmp_path / name))
     reference = arrays(tmp_path / "serial")
-    assert len(reference) == 2
+    assert len(reference) == 3  # dis_abs, dis_test, unique
     for name in ("jobs2", "dask"):
         assert arrays(tmp_path / name) == reference, name
 
