@@ -20,7 +20,6 @@ depends on which runs share a batch.
 """
 import argparse
 import datetime
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -32,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from planted import llr, results
-from planted.cli import Parser, default_jobs, nonnegative_int, positive_float, positive_int
+from planted.cli import Parser, check_memory, default_jobs, nonnegative_int, positive_float, positive_int
 
 FAMILIES = ("cnn", "cnn-ns", "fc")  # the order fixes the init seeds: append, never reorder
 DATA, TEST, INIT = 0, 1, 2          # spawn-key tags of the three kinds of random draw
@@ -143,12 +142,9 @@ def check_size(parser, args):
     memory (--insist overrides)."""
     if args.insist:
         return
-    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     need, family, N = max((batch_bytes(args, f, N), f, N) for f in args.families for N in args.widths)
-    if need > memory:
-        parser.error(f"the batch of {family} at width {N:,} ({len(args.sizes):,} sizes up to "
-                     f"{max(args.sizes):,}, {args.sample} trials) needs about {need / 2**30:,.1f} GiB, "
-                     f"this machine has {memory / 2**30:,.1f} GiB: use smaller --widths/--sizes (or --insist)")
+    check_memory(parser, need, f"the batch of {family} at width {N:,} ({len(args.sizes):,} sizes up to "
+                 f"{max(args.sizes):,}, {args.sample} trials)", "use smaller --widths/--sizes")
 
 
 def rng_for(seed, *key):
