@@ -247,3 +247,14 @@ def test_stop_rule_waits_out_the_plateau_of_the_tiny_init():
     rule = llr_train.StopRule(tol=1e-12, stall=50, steps=300, check=10)
     _, loss, steps = llr_train.train_batch(arch, Z, Y, W, theta, torch.tensor([0.01]), rule, lambda *a: None)
     assert steps[0] == 300
+
+
+def test_bench_llr_times_both_gradients_and_checks_they_agree(capsys):
+    import bench_llr
+    bench_llr.main(["--families", "cnn,fc", "--widths", "3", "--runs", "4", "--n", "6",
+                    "--steps", "1", "--rounds", "1"])
+    out = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in out[1:-1]]
+    assert [r[:2] for r in rows] == [["cnn", "3"], ["fc", "3"]]
+    assert all(float(r[-1]) <= 1e-10 and float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
+    assert out[-1].startswith("median speed-up")
