@@ -309,9 +309,12 @@ def scale(forms, sizes, seeds, lp):
                 print(f"{name:14s} {n:5d} {d:4d} {seed:4d} {r['setup']:9.2f} {r['patterns']:10.2f} {r['solve']:8.2f}"
                       f" {r['setup'] + r['solve']:7.2f} {r['peak']:8.2f}  {r.get('how', '-')} / {r['status']}{extra}",
                       flush=True)
-        print(f"{name:14s} growth (log-log fit against n): set-up n^{growth(rows, 'setup'):.2f}, patterns "
-              f"n^{growth(rows, 'patterns'):.2f}, solve n^{growth(rows, 'solve'):.2f}, peak memory "
-              f"n^{growth(rows, 'peak'):.2f}", flush=True)
+        if len({r["n"] for r in rows}) < 2:
+            print(f"{name:14s} growth: needs two sizes or more", flush=True)
+        else:
+            print(f"{name:14s} growth (log-log fit against n): set-up n^{growth(rows, 'setup'):.2f}, patterns "
+                  f"n^{growth(rows, 'patterns'):.2f}, solve n^{growth(rows, 'solve'):.2f}, peak memory "
+                  f"n^{growth(rows, 'peak'):.2f}", flush=True)
         lines.append(targets(name, rows))
     for line in lines:
         print(line)
