@@ -28,7 +28,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from planted import results
+from planted import data, results
 from planted.cli import (
     Parser,
     check_memory,
@@ -67,8 +67,8 @@ def experiment_parser(description, solver=True, neurons=False, training=False):
     g.add_argument("--sample", type=positive_int, default=5, help="independent trials per (n, d) cell")
     g.add_argument("--sigma", type=nonnegative_float, default=0.0, help="noise level: z = sigma randn(n)/sqrt(n)")
     g.add_argument("--optw", type=int, default=0, choices=optw, help="planted weights (see README)")
-    g.add_argument("--optx", type=int, default=0, choices=(0, 1, 2, 3),
-                   help="data: 0 Gaussian, 1 cubic, 2 whitened, 3 cubic then whitened")
+    g.add_argument("--optx", type=int, default=0, choices=tuple(data.OPTX),
+                   help="data: " + ", ".join(f"{k} {name}" for k, name in data.OPTX.items()))
     g.add_argument("--seed", type=nonnegative_int, default=0, help="a cell's data depend only on (seed, n, d, trial)")
     if solver:
         p.add_argument("--solver", default="fast", choices=SOLVERS,

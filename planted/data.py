@@ -5,19 +5,53 @@ generator it is handed (see utils.cell_rng).
 """
 import numpy as np
 
-OPTX = {0: "Gaussian", 1: "cubic Gaussian", 2: "whitened Gaussian", 3: "whitened cubic Gaussian"}
+OPTX = {0: "Gaussian", 1: "cubic Gaussian", 2: "whitened Gaussian", 3: "whitened cubic Gaussian",
+        4: "Rademacher", 5: "sparse Bernoulli-Gaussian", 6: "Student-t", 7: "correlated Gaussian",
+        8: "mean-shifted Gaussian"}
+SIGN_SYMMETRIC = (0, 1, 2, 3, 4, 5, 6, 7)  # X and -X equal in distribution; not 8
+DENSITY = 0.1    # optx 5: P(entry != 0)
+T_DOF = 3        # optx 6: degrees of freedom (variance T_DOF / (T_DOF - 2) = 3)
+RHO = 0.5        # optx 7: column covariance RHO^|i-j|
+
+
+def unit_entries(n, d, optx, rng):
+    """An n x d draw of kind optx 4..8 before the 1/sqrt(n) of make_X, scaled so that its
+    entries have E x^2 = 1 as a standard normal's (optx 8: 1 + 1/d, the mean's share).
+
+    4: +-1 with probability 1/2 each. 5: B g / sqrt(DENSITY), B ~ Bernoulli(DENSITY).
+    6: t / sqrt(3), t ~ Student-t(3). 7: rows L g with L L^T = Sigma, Sigma_ij = RHO^|i-j|
+    (unit diagonal). 8: rows g + mu, mu = 1_d / sqrt(d), so ||mu|| = 1.
+    """
+    if optx == 4:
+        return rng.choice((-1.0, 1.0), size=(n, d))
+    if optx == 5:
+        G = rng.standard_normal((n, d))
+        return np.where(rng.random((n, d)) < DENSITY, G, 0.0) / np.sqrt(DENSITY)
+    if optx == 6:
+        return rng.standard_t(T_DOF, size=(n, d)) / np.sqrt(T_DOF / (T_DOF - 2))
+    if optx == 7:
+        i = np.arange(d)
+        L = np.linalg.cholesky(RHO ** np.abs(i[:, None] - i[None, :]))
+        return rng.standard_normal((n, d)) @ L.T
+    if optx == 8:
+        return rng.standard_normal((n, d)) + 1 / np.sqrt(d)
+    raise ValueError(f"unknown optx {optx}")
 
 
 def make_X(n, d, optx, rng):
-    """X of §1: randn(n, d)/sqrt(n), optionally cubed and/or whitened.
+    """X of §1: randn(n, d)/sqrt(n), optionally cubed and/or whitened, or one of the
+    kinds of `unit_entries` divided by sqrt(n).
 
     The cubic draw is G**3 / sqrt(15 n) (E g^6 = 15), so that its columns have the same
-    expected norm as the Gaussian ones and a noise level sigma means the same for both.
+    expected norm as the Gaussian ones and a noise level sigma means the same for both;
+    the kinds 4..7 are scaled to the same end (E X_ij^2 = 1/n; optx 8: (1 + 1/d)/n).
     Whitening replaces X by U of its thin SVD (n >= d: orthonormal columns) or by V^T
     (n < d: orthonormal rows).
     """
     if optx not in OPTX:
         raise ValueError(f"unknown optx {optx}")
+    if optx >= 4:
+        return unit_entries(n, d, optx, rng) / np.sqrt(n)
     G = rng.standard_normal((n, d))
     X = G**3 / np.sqrt(15 * n) if optx in (1, 3) else G / np.sqrt(n)
     if optx in (2, 3):

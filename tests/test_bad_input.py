@@ -14,7 +14,7 @@ SWEEPS = ["rec_rate_skip.py", "rec_rate_plain.py", "rec_rate_norm.py", "minnrm_s
 TRAINING = ["ncvx_train_skip.py", "ncvx_train_plain.py", "ncvx_train_norm.py"]
 EVERY_SWEEP = [
     ["--seed", "-1"], ["--seed", "1.5"], ["--sigma", "-inf"], ["--sigma", "nan"], ["--save_folder", ""],
-    ["--scheduler", ""], ["--scheduler", "localhost"],
+    ["--optx", "9"], ["--scheduler", ""], ["--scheduler", "localhost"],
     ["--n", "1000000", "--d", "1000000", "--step", "1000000"],  # one cell of 7 TiB
     ["--n", "100000000", "--d", "1000000", "--step", "1"],      # 1e14 cells to list
 ]

@@ -76,7 +76,7 @@ def test_save_details(tmp_path):
 
 @pytest.mark.parametrize("flags", [
     ["--n", "0"], ["--d", "-5"], ["--step", "30", "--n", "20"], ["--sample", "0"], ["--sigma", "-1"],
-    ["--optx", "7"], ["--optw", "3"], ["--form", "loose"], ["--solver", "GUROBI"], ["--solver", "MOSEK"],
+    ["--optx", "9"], ["--optw", "3"], ["--form", "loose"], ["--solver", "GUROBI"], ["--solver", "MOSEK"],
     ["--n", "ten"], ["--save_folder", "/proc/forbidden"],
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags):
