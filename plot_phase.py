@@ -155,9 +155,10 @@ def panel(ax, values, meta, args, path=None):
     if ratio:
         ax.set_yticks(ys, [str(d) for d in dvec])
         ax.set_xlabel("n/d (n = round(ratio d))")
+        ax.set_ylabel("d (dimension, one row each)")
     else:
         ax.set_xlabel("n (number of samples)")
-    ax.set_ylabel("d (dimension)")
+        ax.set_ylabel("d (dimension)")
     ax.set_title(title(meta), fontsize=9)
     return rows
 

@@ -129,3 +129,18 @@ def test_model_rank_explains_a_zero_target(tmp_path, capsys):
     np.savez(tmp_path / "zero.npz", W=np.zeros((1, 5)), a=np.zeros(1), b=np.zeros(1))
     assert model_rank.main(["--arch", "fc", "--target", str(tmp_path / "zero.npz")])["model_rank"] == 0
     assert "zero network" in capsys.readouterr().err
+
+
+def test_plots_reject_malformed_ratio_grid_results(tmp_path, capsys):
+    from cli_helpers import run_script
+    good = Path(run_script(capsys, "rec_rate_skip.py", "--dims", "5", "--ratios", "2,3", "--sample", "1",
+                           "--save_folder", str(tmp_path)))
+    meta = json.loads(good.with_suffix(".json").read_text())
+    for name, change in dict(n_shape=dict(n=[[10]]), n_zero=dict(n=[[0], [15]]), ratios=dict(ratios=[-2, 3]),
+                             ratios_text=dict(ratios="2,3"), too_few=dict(ratios=[2.0])).items():
+        path = tmp_path / f"{name}.npy"
+        path.write_bytes(good.read_bytes())
+        path.with_suffix(".json").write_text(json.dumps(dict(meta, **change)))
+        err = usage_error(capsys, "plot_phase.py", str(path), "--out", str(tmp_path / "fig.png"), serial=False)
+        assert path.with_suffix(".json").name in err or path.name in err, (name, err)
+    assert not (tmp_path / "fig.png").exists()
