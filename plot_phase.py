@@ -16,9 +16,14 @@ linear 0-1 scale, levels 0, 0.1, ..., 1, values above 1 in the top colour; the d
 A distance panel whose sidecar lists a `unique` metric (the minimal-norm scripts) is hatched
 where the optimum was not unique on some trial: any point of the optimal face solves the
 program there, so the distance depends on the solver.
+A ratio grid (--dims/--ratios) is drawn with n/d across and a row per d; with --fit as the rate
+against n/d, a curve per d, with Wendel's prediction beside the relaxed skip program's, and its
+finite-size analysis (docs/reference.md §7: per d the centre n50/d and the width (n90 - n10)/d,
+the power law of the widths, the collapse) in FIG_finite.csv and FIG_finite.png.
 """
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -37,6 +42,7 @@ TITLE_FLAGS = ("form", "neu", "sigma", "beta", "epochs", "lr", "m", "condition",
 DISTANCES = ("dis_abs", "dis_test")
 PAPER_LEVELS = np.linspace(0, 1, 11)
 TIE_HATCH = "////"
+WENDEL_OPTX = (0, 1, 2, 3)  # Gaussian and cubic Gaussian, whitened or not: see wendel_kind
 
 
 def is_rate(values):
@@ -96,8 +102,12 @@ def paper_image(ax, nvec, dvec, mean):
 
 
 def panel(ax, values, meta, args, path=None):
-    """Draw one heatmap; with --fit on a 0/1 metric, returns the transition table rows."""
-    nvec, dvec = np.array(meta["nvec"]), np.array(meta["dvec"])
+    """Draw one heatmap (a ratio grid: n/d across, one row per d); with --fit on a 0/1 metric
+    of a regular grid, returns the transition table rows."""
+    ratio = "ratios" in meta
+    dvec = np.array(meta["dvec"])
+    xs = np.array(meta["ratios"] if ratio else meta["nvec"])
+    ys = np.arange(len(dvec)) if ratio else dvec  # a ratio grid's d (25, 50, 100, ...) as rows
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells are meant to stay blank
         mean = np.nanmean(values, axis=2).T
@@ -107,13 +117,13 @@ def panel(ax, values, meta, args, path=None):
     log = not rate and not paper and args.log and finite.size and finite.min() > 0
     norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if log else None
     if paper:
-        image = paper_image(ax, nvec, dvec, mean)
+        image = paper_image(ax, xs, ys, mean)
     else:
-        image = ax.pcolormesh(plotting.edges(nvec), plotting.edges(dvec), np.ma.masked_invalid(mean),
+        image = ax.pcolormesh(plotting.edges(xs), plotting.edges(ys), np.ma.masked_invalid(mean),
                               cmap="viridis", norm=norm, vmin=None if log else (0 if rate else None),
                               vmax=None if log else (1 if rate else None), shading="flat")
     tied = ties(path, meta) if path is not None else None
-    extra = [hatch(ax, nvec, dvec, tied)] if tied is not None and tied.any() else []
+    extra = [hatch(ax, xs, ys, tied)] if tied is not None and tied.any() else []
     label = f"{meta['metric']}, mean over {values.shape[2]} trials"
     if paper and not rate:
         label += " (> 1: top colour)"
@@ -121,29 +131,203 @@ def panel(ax, values, meta, args, path=None):
         label = f"{meta['metric']} rate over {values.shape[2]} trials"
         levels = [(0.5, "-", "rate 0.5")] + ([(0.9, "--", "rate 0.9")] if args.boundary else [])
         for level, style, name in levels:
-            if len(nvec) > 1 and len(dvec) > 1 and finite.min() < level < finite.max():
-                ax.contour(nvec, dvec, mean, levels=[level], colors="white", linewidths=1.3,
+            if len(xs) > 1 and len(ys) > 1 and finite.min() < level < finite.max():
+                ax.contour(xs, ys, mean, levels=[level], colors="white", linewidths=1.3,
                            linestyles=style)
                 ax.plot([], [], color="white", ls=style, label=name)  # contours have no legend entry
     rows = (draw_fit(ax, values, meta, getattr(args, "fit_from", 0.0))
-            if getattr(args, "fit", False) and rate else None)
-    if args.theory:
+            if getattr(args, "fit", False) and rate and not ratio else None)
+    if args.theory and ratio:
+        ax.axvline(2, color="red", lw=1.2, label="n = 2d (Wendel)")
+    elif args.theory:
         d = np.linspace(dvec[0], dvec[-1], 50)
         ax.plot(2 * d, d, color="red", lw=1.2, label="n = 2d (Wendel)")
-        ax.set_xlim(plotting.edges(nvec)[[0, -1]])
-    if paper and len(nvec) > 1 and len(dvec) > 1:  # contours span the grid points, not the cells
-        ax.set_xlim(nvec[0], nvec[-1])
-        ax.set_ylim(dvec[0], dvec[-1])
+        ax.set_xlim(plotting.edges(xs)[[0, -1]])
+    if paper and len(xs) > 1 and len(ys) > 1:  # contours span the grid points, not the cells
+        ax.set_xlim(xs[0], xs[-1])
+        ax.set_ylim(ys[0], ys[-1])
     handles = ax.get_legend_handles_labels()[0] + extra
     if handles:
         ax.legend(handles=handles, loc="upper left", fontsize=8, facecolor="0.6", framealpha=0.8)
     bar = plt.colorbar(image, ax=ax, label=label + (" (log scale)" if log else ""))
     if paper:
         bar.set_ticks(PAPER_LEVELS[::2])
-    ax.set_xlabel("n (number of samples)")
-    ax.set_ylabel("d (dimension)")
+    if ratio:
+        ax.set_yticks(ys, [str(d) for d in dvec])
+        ax.set_xlabel("n/d (n = round(ratio d))")
+        ax.set_ylabel("d (dimension, one row each)")
+    else:
+        ax.set_xlabel("n (number of samples)")
+        ax.set_ylabel("d (dimension)")
     ax.set_title(title(meta), fontsize=9)
     return rows
+
+
+def wendel_kind(meta):
+    """What Wendel's formula predicts for this result's metric, or None: for `all_ones` of the
+    skip scripts P(the all-ones pattern is present); for `rec` of the relaxed skip program
+    with a Gaussian planted neuron and no noise P(absent), which recovery needs (§2): an upper
+    bound, met where the all-ones tie is what stops recovery. The formula holds for rows whose
+    law is symmetric under sign flips, in general position, up to an invertible right factor:
+    the data kinds WENDEL_OPTX."""
+    flags = meta["flags"]
+    if meta["experiment"] != "rec_rate_skip" or flags.get("optx") not in WENDEL_OPTX:
+        return None
+    if meta["metric"] == "all_ones":
+        return "present"
+    if meta["metric"] == "rec" and flags.get("form") == "relaxed" and flags.get("optw") == 0 \
+            and not flags.get("sigma"):
+        return "absent"
+    return None
+
+
+def wendel_curve(d, lo, hi, kind):
+    """Wendel's prediction at every integer n in [lo, hi] for one d: (n/d, probability)."""
+    from planted import patterns  # scipy.optimize: only here
+    n = np.arange(lo, hi + 1)
+    present = np.array([patterns.wendel_probability(int(k), int(d)) for k in n])
+    return n / d, present if kind == "present" else 1 - present
+
+
+@dataclass
+class Finite:
+    """The finite-size analysis of one ratio-grid rate (planted.transition): per d, the power
+    law of the widths and the collapse, of `outcomes` (the result's 0/1 values, or 1 minus
+    them for a metric that falls with n: `rate` names which); `wendel` as wendel_kind."""
+    sizes: list
+    law: object
+    fold: object
+    outcomes: np.ndarray
+    rate: str
+    wendel: str
+
+
+FALLING = ("all_ones",)  # 0/1 metrics that fall with n: analysed as 1 - metric
+
+
+def finite_analysis(values, meta, fit_from=0.0):
+    """Finite of a ratio-grid 0/1 result, fitted on the cells with n >= fit_from d."""
+    from planted import transition  # scipy: only with --fit
+    n, dvec = np.array(meta["n"]), meta["dvec"]
+    falling = meta["metric"] in FALLING
+    outcomes = np.where((n < fit_from * np.array(dvec))[:, :, None], np.nan, 1 - values if falling else values)
+    sizes = transition.finite_size_table(outcomes, n, dvec)
+    law = transition.width_exponent(dvec, [f.width for f in sizes], [f.width_ci for f in sizes])
+    fold = transition.collapse(n / np.array(dvec), dvec, outcomes)
+    return Finite(sizes, law, fold, outcomes, f"1 - {meta['metric']}" if falling else meta["metric"],
+                  wendel_kind(meta))
+
+
+def colours(count):
+    return plt.cm.viridis(np.linspace(0, 0.85, count))
+
+
+def curves(ax, values, meta, args, finite):
+    """A ratio grid's --fit panel: the rate against n/d (n rounded), one curve per d, with
+    the logistic centre c_d and its interval at rate 1/2, and Wendel's prediction dashed
+    where it applies; returns the transition table rows (FIG_fit.csv)."""
+    from planted import transition  # scipy: only with --fit
+    n, dvec = np.array(meta["n"]), meta["dvec"]
+    for j, (d, colour, size) in enumerate(zip(dvec, colours(len(dvec)), finite.sizes)):
+        nvec_d, outcomes = transition.column(values, n, j)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay out
+            rate = np.nanmean(outcomes, axis=1)
+        ax.plot(nvec_d / d, rate, "o-", ms=3, lw=1, color=colour, label=f"d = {d}")
+        if np.isfinite(size.centre):
+            err = np.nan_to_num([[size.centre - size.centre_ci[0]], [size.centre_ci[1] - size.centre]])
+            ax.errorbar([size.centre], [0.5], xerr=err, fmt="|", ms=10, color=colour, capsize=3)
+        if finite.wendel:
+            x, p = wendel_curve(d, nvec_d[0], nvec_d[-1], finite.wendel)
+            ax.plot(x, p, "--", lw=1, color=colour)
+    if finite.wendel:
+        ax.plot([], [], "--", color="0.3", label=f"Wendel: P(all-ones pattern {finite.wendel})")
+    ax.errorbar([], [], xerr=[], fmt="|", color="0.3", capsize=3, label="logistic centre c_d (95% bootstrap)")
+    if args.theory:
+        ax.axvline(2, color="red", lw=1, label="n = 2d (Wendel)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("n/d (n = round(ratio d))")
+    ax.set_ylabel(f"{meta['metric']} rate over {values.shape[2]} trials")
+    ax.set_title(title(meta), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right" if meta["metric"] in FALLING else "upper left")
+    return transition.table(values, n, dvec, fit_from=getattr(args, "fit_from", 0.0))
+
+
+def interval(value, ci):
+    return f"{value:.3g} [{ci[0]:.3g}, {ci[1]:.3g}]"
+
+
+def finite_figure(analyses):
+    """The finite-size figure: per ratio-grid rate [(values, meta, Finite)] a row of three
+    panels under the result's title: the centres c_d, the widths w_d with their power law
+    (log-log), the collapse."""
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    from planted import transition  # scipy: only with --fit
+    fig = plt.figure(figsize=(15.5, 4.8 * len(analyses)), layout="constrained")
+    for sub, (values, meta, finite) in zip(np.atleast_1d(fig.subfigures(len(analyses), 1)), analyses):
+        sub.suptitle(title(meta).replace("\n", ", ") + f": finite-size analysis of the {finite.rate} rate",
+                     fontsize=10)
+        ax_c, ax_w, ax_f = sub.subplots(1, 3)
+        dvec, n = np.array(meta["dvec"]), np.array(meta["n"])
+        sizes, law, fold = finite.sizes, finite.law, finite.fold
+        centre = np.array([f.centre for f in sizes])
+        width = np.array([f.width for f in sizes])
+
+        def bars(ci, value):
+            lo, hi = np.array([c[0] for c in ci]), np.array([c[1] for c in ci])
+            return np.nan_to_num(np.vstack([value - lo, hi - value]))
+        ax_c.errorbar(dvec, centre, yerr=bars([f.centre_ci for f in sizes], centre), fmt="o", capsize=3,
+                      label="c_d = n50/d of the logistic fit (95% bootstrap)")
+        if np.isfinite(fold.c):
+            ax_c.axhline(fold.c, color="0.4", lw=1, label=f"collapse: c = {interval(fold.c, fold.c_ci)}")
+        if finite.wendel:
+            ax_c.axhline(2, color="red", ls=":", lw=1.2, label="Wendel: 2 at every d (exact)")
+        ax_c.set_ylabel("centre n50/d")
+        ax_c.set_title("Centre of the transition", fontsize=10)
+
+        ax_w.errorbar(dvec, width, yerr=bars([f.width_ci for f in sizes], width), fmt="o", capsize=3,
+                      label="w_d = (n90 - n10)/d of the logistic fit (95% bootstrap)")
+        if np.isfinite(law.a):
+            d = np.geomspace(dvec[0], dvec[-1], 50)
+            ax_w.plot(d, law(d), color="0.3", lw=1.2,
+                      label=f"power law {law.A:.3g} d^-a, a = {interval(law.a, law.a_ci)}")
+        if finite.wendel:
+            ax_w.plot(dvec, [transition.wendel_width(int(d)) for d in dvec], "--", color="red", lw=1.2,
+                      label="Wendel: width of P(all-ones pattern absent)")
+        if np.isfinite(width).any():
+            ax_w.set_yscale("log")
+            ax_w.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax_w.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        ax_w.set_ylabel("width (n90 - n10)/d (log scale)")
+        ax_w.set_title("Width of the transition" + (f" ({law.reason})" if law.reason else ""), fontsize=10)
+
+        if np.isfinite(fold.c):
+            for j, (d, colour) in enumerate(zip(dvec, colours(len(dvec)))):
+                nvec_d, outcomes = transition.column(finite.outcomes, n, j)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay out
+                    rate = np.nanmean(outcomes, axis=1)
+                ax_f.plot(fold.scaled(nvec_d / d, d), rate, "o", ms=3.5, color=colour, label=f"d = {d}")
+            x = np.linspace(*ax_f.get_xlim(), 200)
+            ax_f.plot(x, fold.rate(x), color="black", lw=1.2,
+                      label=f"fit: expit({fold.scale:.3g} x), rms {fold.rms:.3f}")
+            ax_f.set_xlabel(f"x = (n/d - c) d^a with c = {fold.c:.3g}, a = {interval(fold.a, fold.a_ci)}")
+        ax_f.set_ylabel(f"{finite.rate} rate over {values.shape[2]} trials")
+        ax_f.set_title("Collapse: every d on one curve" + (f" ({fold.reason})" if fold.reason else ""),
+                       fontsize=10)
+        ax_c.set_xlabel("d (dimension, log scale)")
+        for ax in (ax_c, ax_w):  # d on a log axis, labelled at the grid's d
+            ax.set_xscale("log")
+            ax.set_xticks(dvec, [str(d) for d in dvec])
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel("d (dimension, log scale)")
+        for ax in (ax_c, ax_w, ax_f):
+            ax.grid(alpha=0.3, which="both")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7.5)
+    return fig
 
 
 def main(argv=None):
@@ -166,15 +350,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     out = plotting.out_path(parser, args.out, args.results[0])
     # a loss curve (n, d, trial, epoch) or an llr_train.py result is not a heatmap
-    loaded = [plotting.load(parser, path, results.SWEEP_AXES) for path in args.results]
+    loaded = [plotting.load(parser, path, results.SWEEP_AXES, results.RATIO_AXES) for path in args.results]
     cols = min(args.cols or len(loaded), len(loaded))
     nrows = -(-len(loaded) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 4.2 * nrows), squeeze=False)
     for ax in axes.flat[len(loaded):]:
         ax.set_visible(False)
-    tables = []
+    tables, finite = [], []
     for ax, path, (values, meta) in zip(axes.flat, args.results, loaded):
-        rows = panel(ax, values, meta, args, path)
+        if args.fit and "ratios" in meta and is_rate(values):
+            analysis = finite_analysis(values, meta, args.fit_from)
+            rows = curves(ax, values, meta, args, analysis)
+            finite.append((path, values, meta, analysis))
+        else:
+            rows = panel(ax, values, meta, args, path)
         if rows is not None:
             tables += [dict(result=Path(path).name, **row) for row in rows]
         elif args.fit:
@@ -184,6 +373,13 @@ def main(argv=None):
         from planted import transition  # scipy: only with --fit
         also = [(out.with_name(out.stem + "_fit.csv"),
                  lambda tmp: transition.write_csv(tmp, tables, extra=["result"]))]
+    if finite:
+        rows = [dict(result=Path(path).name, **row) for path, _, _, a in finite
+                for row in transition.finite_rows(a.sizes, a.law, a.fold, wendel=a.wendel is not None)]
+        second = finite_figure([(values, meta, a) for _, values, meta, a in finite])
+        also += [(out.with_name(out.stem + "_finite.csv"),
+                  lambda tmp: transition.write_csv(tmp, rows, extra=["result"], columns=transition.FINITE_COLUMNS)),
+                 (out.with_name(out.stem + "_finite.png"), lambda tmp: second.savefig(tmp, dpi=130))]
     fig.tight_layout()
     return plotting.save_figure(parser, fig, out, also)
 

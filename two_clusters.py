@@ -20,28 +20,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from planted import clusters, plotting, results  # plotting selects the headless Agg backend
-from planted.cli import Parser, nonnegative_int, positive_int
+from planted.cli import Parser, nonnegative_int, number_list, positive_int
 
 DEFAULTS = dict(n=100, d="20,40,60,80", sigma="1:8.5:0.5", draws=5000, means="unit", seed=0)
-
-
-def number_list(kind, text):
-    """'a,b,c' or 'start:stop:step' (stop included) as a sorted list of positive numbers."""
-    try:
-        if ":" in text:
-            start, stop, step = (float(x) for x in text.split(":"))
-            if step <= 0 or stop < start:
-                raise ValueError
-            values = np.round(np.arange(start, stop + step / 2, step), 10)
-        else:
-            values = np.array([float(x) for x in text.split(",")])
-    except ValueError:
-        raise ValueError(f"expected a list like 1,2,3 or start:stop:step, got {text!r}") from None
-    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise ValueError(f"expected positive numbers, got {text!r}")
-    if kind is int and not np.all(values == np.round(values)):
-        raise ValueError(f"expected whole numbers, got {text!r}")
-    return sorted(set((values.astype(int) if kind is int else values).tolist()))
 
 
 def make_parser():

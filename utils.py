@@ -5,7 +5,9 @@ A script builds its parser with `experiment_parser`, writes a cell function
 and hands both to `run`. The harness seeds each cell from (seed, n, d, trial) alone, runs the
 cells on all cores (or a Dask cluster), persists each finished cell at once so that a re-run
 resumes, and writes per metric an array of shape (len(nvec), len(dvec), sample) with a JSON
-sidecar (planted.results).
+sidecar (planted.results). A ratio grid (--dims, --ratios) has rows n/d instead of n: arrays
+of shape (len(ratios), len(dims), sample), cell (round(ratio d), d, trial) at row ratio,
+column d, the same cell, with the same data, as in a regular grid.
 """
 import contextlib
 import datetime
@@ -13,6 +15,7 @@ import errno
 import glob
 import itertools
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -22,6 +25,7 @@ import threading
 import time
 import zipfile
 from concurrent.futures import FIRST_COMPLETED, wait
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +34,16 @@ from tqdm import tqdm
 
 from planted import data, results
 from planted.cli import (
+    Given,
     Parser,
     check_memory,
     default_jobs,
     nonnegative_float,
     nonnegative_int,
     positive_float,
+    positive_floats,
     positive_int,
+    positive_ints,
     scheduler_address,
 )
 from planted.solution import SolveFailed
@@ -46,6 +53,7 @@ ROOT = Path(__file__).resolve().parent
 # how a sweep runs, not what it computes
 NOT_RESULT_FLAGS = ("save_folder", "save_details", "jobs", "scheduler", "worker_wait", "fresh", "insist")
 BASE_FLAGS = ("n", "d", "optw", "optx", "sample")  # the original scheme's part of a name
+RATIO_FLAGS = ("dims", "ratios")  # the ratio grid, named by its own head (ratio_head)
 MAX_CELLS = 10**6
 TRAINING_FLAGS = ["epochs", "lr", "beta", "optimizer", "m"]  # the result-changing ones
 __all__ = ["Parser", "positive_int", "positive_float", "nonnegative_float", "experiment_parser", "run"]
@@ -61,9 +69,17 @@ def experiment_parser(description, solver=True, neurons=False, training=False):
     p = Parser(description=description)
     optw = (0, 1, 2) if neurons else (0, 1)
     g = p.add_argument_group("grid and data")
-    g.add_argument("--n", type=positive_int, default=400, help="largest sample count N (grid 'step'..N)")
-    g.add_argument("--d", type=positive_int, default=100, help="largest dimension D (grid 'step'..D)")
-    g.add_argument("--step", type=positive_int, default=10, help="grid spacing of n and d")
+    g.add_argument("--n", type=positive_int, default=400, action=Given,
+                   help="largest sample count N (grid 'step'..N)")
+    g.add_argument("--d", type=positive_int, default=100, action=Given,
+                   help="largest dimension D (grid 'step'..D)")
+    g.add_argument("--step", type=positive_int, default=10, action=Given, help="grid spacing of n and d")
+    g.add_argument("--dims", type=positive_ints, default=None, metavar="D1,D2,...",
+                   help="ratio grid (with --ratios, instead of --n/--d/--step): the dimensions d, "
+                        "e.g. 25,50,100,200,400")
+    g.add_argument("--ratios", type=positive_floats, default=None, metavar="START:STOP:STEP",
+                   help="ratio grid: the values of n/d, n = round(ratio d), e.g. 1.5:2.5:0.05 "
+                        "(stop included) or 1.5,2,2.5")
     g.add_argument("--sample", type=positive_int, default=5, help="independent trials per (n, d) cell")
     g.add_argument("--sigma", type=nonnegative_float, default=0.0, help="noise level: z = sigma randn(n)/sqrt(n)")
     g.add_argument("--optw", type=int, default=0, choices=optw, help="planted weights (see README)")
@@ -88,6 +104,7 @@ def experiment_parser(description, solver=True, neurons=False, training=False):
     o.add_argument("--fresh", action="store_true", help="forget the finished cells of an earlier run")
     o.add_argument("--insist", action="store_true",
                    help="run even when the grid looks too large for this machine")
+    p.add_check(lambda a: ratio_grid_problem(p, a))
     p.add_check(lambda a: f"--step {a.step} is larger than --n {a.n} or --d {a.d}: the grid is empty"
                 if a.step > min(a.n, a.d) else None)
     if neurons:
@@ -121,8 +138,58 @@ def check_environment(parser, args):
         parser.error(problem)
 
 
+def ratio_grid_problem(parser, args):
+    """Why --dims/--ratios cannot be used as given (a message), or None."""
+    if (args.dims is None) != (args.ratios is None):
+        given, missing = ("--dims", "--ratios") if args.ratios is None else ("--ratios", "--dims")
+        return f"{given} needs {missing}: together they make the ratio grid n = round(ratio d)"
+    regular = sorted(f"--{flag}" for flag in parser.given & {"n", "d", "step"})
+    if args.dims is not None and regular:
+        return (f"--dims/--ratios replace --n/--d/--step: give the ratio grid or {', '.join(regular)},"
+                " not both")
+    if args.dims is not None and ratio_n(args.ratios[0], args.dims[0]) < 1:
+        return (f"--ratios {args.ratios[0]:g} with --dims {args.dims[0]} gives n = round("
+                f"{args.ratios[0] * args.dims[0]:g}) = 0: every cell needs n >= 1")
+    return None
+
+
+def ratio_n(ratio, d):
+    """n = round(ratio d), halves up (rounded to 9 decimals first: 1.55 * 10 is 15.5, not
+    15.499...)."""
+    return math.floor(round(ratio * d, 9) + 0.5)
+
+
+@dataclass
+class Grid:
+    """The cells of a sweep: row i, column j holds the cells (n[i][j], dvec[j], trial).
+
+    A regular grid (--n/--d/--step) has rows nvec, n[i][j] = nvec[i]; a ratio grid (--dims,
+    --ratios) has rows ratios, n[i][j] = round(ratios[i] dvec[j]), where two ratios may share
+    a cell (small d): it is computed once and stands at both places."""
+    dvec: list
+    n: list
+    nvec: list = None
+    ratios: list = None
+
+    def keys(self, sample):
+        """The cell key (n, d, trial) of every place of the result array, in its order."""
+        return [(n, d, t) for row in self.n for n, d in zip(row, self.dvec) for t in range(sample)]
+
+    def sidecar(self):
+        """The sidecar's axes and grids: nvec and dvec, or ratios, dvec and the n matrix."""
+        if self.ratios is None:
+            return dict(axes=list(results.SWEEP_AXES), nvec=self.nvec, dvec=self.dvec)
+        return dict(axes=list(results.RATIO_AXES), ratios=self.ratios, dvec=self.dvec, n=self.n)
+
+
 def grid(args):
-    return list(range(args.step, args.n + 1, args.step)), list(range(args.step, args.d + 1, args.step))
+    """The Grid of the flags: the ratio grid of --dims/--ratios, else n = step, 2 step, ..., N
+    and d = step, ..., D."""
+    if args.ratios is not None:
+        return Grid(dvec=args.dims, n=[[ratio_n(r, d) for d in args.dims] for r in args.ratios],
+                    ratios=args.ratios)
+    nvec, dvec = list(range(args.step, args.n + 1, args.step)), list(range(args.step, args.d + 1, args.step))
+    return Grid(dvec=dvec, n=[[n] * len(dvec) for n in nvec], nvec=nvec)
 
 
 def cell_rng(seed, n, d, trial):
@@ -130,14 +197,33 @@ def cell_rng(seed, n, d, trial):
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(n, d, trial)))
 
 
+def compact(values):
+    """A sorted list as a file-name word: 'start-stop-step' where it is evenly spaced with 3 or
+    more values, else the values joined by '-'. Unambiguous: in the first form the last number
+    (the step) is below the second (the stop), in a sorted list it never is."""
+    def word(v):
+        return f"{v:.10g}"
+    steps = np.round(np.diff(values), 10)
+    if len(values) >= 3 and np.allclose(steps, steps[0], rtol=0, atol=1e-9):
+        return "-".join(map(word, (values[0], values[-1], steps[0])))
+    return "-".join(map(word, values))
+
+
+def ratio_head(args):
+    """The grid's part of a ratio-grid name: dims25-50-100-200-400_r1.5-2.5-0.05."""
+    return f"dims{compact(args.dims)}_r{compact(args.ratios)}"
+
+
 def result_tail(parser, args, result_flags):
-    """File-name tail: the original scheme, then every other result-changing flag not at its
-    default (`result_flags` first, in their order), so that two runs share a name, and a cell
-    store, only when they compute the same cells."""
-    tail = f"n{args.n}_d{args.d}_w{args.optw}_X{args.optx}_sample{args.sample}"
+    """File-name tail: the original scheme (its n{N}_d{D} replaced by `ratio_head` for a ratio
+    grid), then every other result-changing flag not at its default (`result_flags` first, in
+    their order), so that two runs share a name, and a cell store, only when they compute the
+    same cells."""
+    head = ratio_head(args) if getattr(args, "ratios", None) is not None else f"n{args.n}_d{args.d}"
+    tail = f"{head}_w{args.optw}_X{args.optx}_sample{args.sample}"
     flags = dict.fromkeys(("step", "sigma", "seed", "solver", *result_flags, *vars(args)))
     for flag in flags:
-        if flag in BASE_FLAGS or flag in NOT_RESULT_FLAGS or not hasattr(args, flag):
+        if flag in BASE_FLAGS or flag in RATIO_FLAGS or flag in NOT_RESULT_FLAGS or not hasattr(args, flag):
             continue
         value = getattr(args, flag)
         if value is None or value == parser.get_default(flag):
@@ -147,8 +233,10 @@ def result_tail(parser, args, result_flags):
 
 
 def fingerprint(args):
-    """The result-changing flags as JSON, stored with the cells and checked on resuming."""
-    return json.dumps({k: v for k, v in sorted(vars(args).items()) if k not in NOT_RESULT_FLAGS})
+    """The result-changing flags as JSON, stored with the cells and checked on resuming (the
+    ratio-grid flags only when given, so that the stores of regular grids keep theirs)."""
+    return json.dumps({k: v for k, v in sorted(vars(args).items())
+                       if k not in NOT_RESULT_FLAGS and not (k in RATIO_FLAGS and v is None)})
 
 
 def run_cell(cell, args, n, d, trial):
@@ -385,8 +473,11 @@ def sweep(cell, args, keys, store, details_dir, client, script):
 
 def assemble(done, keys, shape):
     """Per metric an array of `shape` (+ the metric's own shape: a loss curve adds an epoch
-    axis), NaN where a cell has no value; and the per-cell statuses and seconds."""
-    index = {key: pos for pos, key in enumerate(keys)}
+    axis), NaN where a cell has no value; and the per-cell statuses and seconds. `keys`: the
+    cell key of every place, in the array's order (a cell of a ratio grid may stand at two)."""
+    index = {}
+    for pos, key in enumerate(keys):
+        index.setdefault(key, []).append(pos)
     values = {}  # allocated at a metric's first value
     status = np.full(shape, "", dtype=object)
     seconds = np.zeros(shape)
@@ -407,15 +498,21 @@ def check_size(parser, args, metrics):
     overrides it."""
     if args.insist:
         return
-    nvec, dvec = args.n // args.step, args.d // args.step
-    cells = nvec * dvec * args.sample
+    if args.ratios is not None:
+        rows, cols, what = len(args.ratios), len(args.dims), "fewer --ratios or --dims"
+        n, d = ratio_n(args.ratios[-1], args.dims[-1]), args.dims[-1]
+    else:
+        rows, cols, what = args.n // args.step, args.d // args.step, "a larger --step"
+        n, d = rows * args.step, cols * args.step
+    cells = rows * cols * args.sample
     if cells > MAX_CELLS:
-        parser.error(f"the grid has {cells:,} cells ({nvec:,} n x {dvec:,} d x {args.sample} trials), more"
-                     f" than {MAX_CELLS:,}: use a larger --step or fewer --sample (or --insist)")
-    n, d = nvec * args.step, dvec * args.step
+        parser.error(f"the grid has {cells:,} cells ({rows:,} {'n/d' if args.ratios else 'n'} x {cols:,} d x"
+                     f" {args.sample} trials), more than {MAX_CELLS:,}: use {what} or fewer --sample"
+                     " (or --insist)")
     patterns = max(2 * n, 50) if hasattr(args, "solver") else 0
     need = 16 * n * d + n * patterns + 8 * cells * len(metrics)
-    check_memory(parser, need, f"the largest cell (n {n:,}, d {d:,})", "use smaller --n/--d")
+    check_memory(parser, need, f"the largest cell (n {n:,}, d {d:,})",
+                 "use smaller --ratios/--dims" if args.ratios is not None else "use smaller --n/--d")
 
 
 def open_store(parser, path, args):
@@ -435,6 +532,8 @@ def run(parser, cell, metrics, result_flags=(), argv=None):
     running the same command again computes only the missing ones.
     """
     args = parser.parse_args(argv)
+    if args.ratios is not None:  # the ratio grid replaces --n/--d/--step: none of its flags
+        args.n = args.d = args.step = None
     check_size(parser, args, metrics)
     script = Path(parser.prog).stem
     tail = result_tail(parser, args, result_flags)
@@ -453,8 +552,9 @@ def run(parser, cell, metrics, result_flags=(), argv=None):
     for name in [*files.values(), *(Path(f).with_suffix(".json").name for f in files.values())]:
         for leftover in folder.glob(f".tmp-{glob.escape(name)}-*"):
             leftover.unlink()
-    nvec, dvec = grid(args)
-    keys = [(n, d, t) for n in nvec for d in dvec for t in range(args.sample)]
+    cells = grid(args)
+    places = cells.keys(args.sample)
+    keys = list(dict.fromkeys(places))  # each distinct cell once
     details_dir = folder / f"{script}_{tail}_details" if args.save_details else None
     if details_dir is not None:
         details_dir.mkdir(exist_ok=True)
@@ -464,11 +564,11 @@ def run(parser, cell, metrics, result_flags=(), argv=None):
     computed = sweep(cell, args, keys, store, details_dir, client, script)
     done = store.done()
     store.close()
-    shape = (len(nvec), len(dvec), args.sample)
-    values, status, seconds = assemble(done, keys, shape)
-    failed = int(sum(s.startswith("failed") for s in status.flat))
+    shape = (len(cells.n), len(cells.dvec), args.sample)
+    values, status, seconds = assemble(done, places, shape)
+    failed = sum(done[k][1].startswith("failed") for k in keys if k in done)
     meta = dict(experiment=script, flags=vars(args), argv=sys.argv if argv is None else list(argv),
-                axes=list(results.SWEEP_AXES), nvec=nvec, dvec=dvec, files=files,
+                **cells.sidecar(), files=files,
                 versions=results.versions(), date=datetime.datetime.now().isoformat(timespec="seconds"),
                 wall_seconds=round(time.time() - start, 3), computed_cells=computed,
                 resumed_cells=len(keys) - computed, failed_cells=failed,

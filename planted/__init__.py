@@ -14,7 +14,7 @@ mathematics; each module names the section it implements):
     solve         the one solve dispatch: solver="fast" or a CVXPY solver
     recovery      planted points, rec, dis_abs / dis_test, the map back to a network
     conditions    the neural isometry conditions (dual certificates at the planted point)
-    transition    logistic fits of where a recovery transition sits
+    transition    logistic fits of where a recovery transition sits, its finite-size analysis
     networks      PyTorch networks and their training (loads torch)
     llr           local linear recovery: tanh models, embeddings, model rank (loads torch)
     results       result names, sidecars, atomic writes, the cell store, loading

@@ -5,9 +5,11 @@ import re
 
 import numpy as np
 
-# argparse reads "-inf", "-1e-3" or "-nan" as option names, so `--sigma -inf` failed with
-# "expected one argument" instead of the flag's own message; no flag of ours looks like a number.
-NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf(inity)?|nan)$",
+MAX_LIST = 10**5  # longest number list of a flag: far beyond any grid, small to build
+# argparse reads "-inf", "-1e-3", "-nan" or "-1:2:0.5" as option names, so `--sigma -inf` failed
+# with "expected one argument" instead of the flag's own message; no flag of ours looks like a
+# number or a list of numbers.
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf(inity)?|nan)([:,].*)?$",
                              re.IGNORECASE)
 
 
@@ -15,18 +17,21 @@ class Parser(argparse.ArgumentParser):
     """argparse, but bad input is one line on stderr (exit 2), without the usage block.
 
     `add_check(fn)` adds a check of the parsed flags together (fn(args) -> message or None),
-    run right after parsing, before any work.
+    run right after parsing, before any work. `given` holds the flags with action=Given that
+    the last command line set (a check may need to tell `--n 400` from the default 400).
     """
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.checks = []
+        self.given = set()
         self._negative_number_matcher = NEGATIVE_NUMBER
 
     def add_check(self, check):
         self.checks.append(check)
 
     def parse_known_args(self, args=None, namespace=None):
+        self.given = set()
         ns, rest = super().parse_known_args(args, namespace)
         for name, value in vars(ns).items():
             if isinstance(value, float) and value == 0:
@@ -47,6 +52,14 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class Given(argparse.Action):
+    """Store the flag's value and note in the parser's `given` that the command line set it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        parser.given.add(self.dest)
 
 
 def nonnegative_int(text):
@@ -75,6 +88,47 @@ def nonnegative_float(text):
     if not value >= 0 or not np.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return value
+
+
+def number_list(kind, text):
+    """'a,b,c' or 'start:stop:step' (stop included, within rounding) as a sorted list of
+    distinct positive numbers of `kind` (int or float); ValueError saying what is wrong."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            if not (np.isfinite([start, stop, step]).all() and step > 0 and stop >= start):
+                raise ValueError
+        else:
+            values = np.array([float(x) for x in text.split(",")])
+    except ValueError:
+        raise ValueError(f"expected a list like 1,2,3 or start:stop:step, got {text!r}") from None
+    if ":" in text:
+        if (stop - start) / step >= MAX_LIST:
+            raise ValueError(f"more than {MAX_LIST:,} values in {text!r}")
+        values = np.round(np.arange(start, stop + step / 2, step), 10)
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ValueError(f"expected positive numbers, got {text!r}")
+    if kind is int and not np.all(values == np.round(values)):
+        raise ValueError(f"expected whole numbers, got {text!r}")
+    if kind is int and values.max() >= 2**53:  # beyond, a float no longer holds every integer
+        raise ValueError(f"expected numbers below 2^53, got {text!r}")
+    return sorted(set((values.astype(int) if kind is int else values).tolist()))
+
+
+def positive_ints(text):
+    """A flag's `number_list` of positive integers ('25,50,100' or '10:100:10')."""
+    try:
+        return number_list(int, text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def positive_floats(text):
+    """A flag's `number_list` of positive numbers ('1.5,2,2.5' or '1.5:2.5:0.05')."""
+    try:
+        return number_list(float, text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def scheduler_address(text):

@@ -146,11 +146,17 @@ def stiemke_infeasible(X):
 
 
 def wendel_probability(n, d):
-    """P(D = I is a pattern) for Gaussian X: 2^-(n-1) sum_{k<d} C(n-1, k) (1 when n <= d)."""
-    from scipy.special import comb
+    """P(D = I is a pattern) for Gaussian X: 2^-(n-1) sum_{k<d} C(n-1, k) (1 when n <= d).
+
+    In exact integers (C(n-1, k+1) = C(n-1, k) (n-1-k) / (k+1)), one correctly rounded
+    division at the end."""
     if n <= d:
         return 1.0
-    return float(sum(comb(n - 1, k, exact=True) for k in range(d)) / 2 ** (n - 1))
+    total, term = 0, 1
+    for k in range(d):
+        total += term
+        term = term * (n - 1 - k) // (k + 1)
+    return total / 2 ** (n - 1)
 
 
 def decided_patterns(X, num, rng, first=()):

@@ -10,16 +10,18 @@ import numpy as np  # noqa: E402
 from planted import results  # noqa: E402
 
 
-def load(parser, path, axes):
+def load(parser, path, *axes):
     """A result's array (as floats) and its sidecar, read by planted.results.read and checked to
-    have the axes `axes` (e.g. results.SWEEP_AXES), or a one-line usage error."""
+    have one of the axes `axes` (e.g. results.SWEEP_AXES, results.RATIO_AXES), or a one-line
+    usage error."""
     try:
         values, meta = results.read(path)
     except results.ResultError as e:
         parser.error(str(e))
     names = results.axes(meta, values.shape)[0]
-    if names != tuple(axes):
-        parser.error(f"{path}: expected a result with axes ({', '.join(axes)}), got one with axes"
+    if names not in [tuple(a) for a in axes]:
+        wanted = " or ".join(f"({', '.join(a)})" for a in axes)
+        parser.error(f"{path}: expected a result with axes {wanted}, got one with axes"
                      f" ({', '.join(names)}) of shape {values.shape}")
     return values.astype(float), meta
 

@@ -2,8 +2,9 @@
 
 A result is one array per metric (.npy) beside a JSON sidecar (.json) with the grids, the
 flags, per-cell statuses and times, and the package versions. The sweeps' arrays have axes
-(n, d, trial) (a loss curve adds an epoch axis); llr_train.py's have (family, width, size,
-trial). `load` returns either as a labelled xarray.DataArray, for notebooks:
+(n, d, trial), or (ratio, d, trial) on a ratio grid, whose sidecar holds the n of every
+(ratio, d) as `n` (a loss curve adds an epoch axis); llr_train.py's have (family, width, size,
+trial). `load` returns any of them as a labelled xarray.DataArray, for notebooks:
 
     from planted import results
     rec = results.load("results/rec_rate_skip_n400_d100_w0_X0_sample5.npy")
@@ -22,6 +23,7 @@ import numpy as np
 
 PACKAGES = ("numpy", "scipy", "cvxpy", "clarabel", "scs", "mosek", "torch", "joblib", "distributed")
 SWEEP_AXES = ("n", "d", "trial")
+RATIO_AXES = ("ratio", "d", "trial")  # a ratio grid: rows n/d, n = round(ratio d) in the sidecar's `n`
 LLR_AXES = ("family", "width", "size", "trial")
 
 
@@ -188,8 +190,9 @@ def axes(meta, shape):
         coords = [meta["families"], meta["widths"], meta["sizes"], list(range(meta["flags"]["sample"]))]
         names = LLR_AXES
     else:
-        coords = [meta["nvec"], meta["dvec"], list(range(meta["flags"]["sample"]))]
-        names = SWEEP_AXES
+        ratio = "ratios" in meta
+        coords = [meta["ratios" if ratio else "nvec"], meta["dvec"], list(range(meta["flags"]["sample"]))]
+        names = RATIO_AXES if ratio else SWEEP_AXES
         if len(shape) == 4:
             names, coords = names + ("epoch",), coords + [list(range(shape[3]))]
     return names, coords
@@ -218,6 +221,16 @@ def check_sidecar(meta):
         if not isinstance(meta["families"], list) or not all(isinstance(f, str) for f in meta["families"]):
             raise ResultError(f"'families' is {meta['families']!r}, not a list of names")
         _ints(meta, "widths"), _ints(meta, "sizes")
+    elif "ratios" in meta:
+        ratios, dvec, n = meta["ratios"], _ints(meta, "dvec"), meta.get("n")
+        if (not isinstance(ratios, list) or not ratios
+                or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in ratios)):
+            raise ResultError(f"'ratios' is {ratios!r}, not a list of positive numbers")
+        if (not isinstance(n, list) or len(n) != len(ratios)
+                or not all(isinstance(row, list) and len(row) == len(dvec) for row in n)):
+            raise ResultError(f"'n' is not a {len(ratios)} x {len(dvec)} matrix (ratios x dvec)")
+        for row in n:
+            _ints(dict(n=row), "n")
     else:
         _ints(meta, "nvec"), _ints(meta, "dvec")
 
@@ -253,11 +266,13 @@ def read(path):
 
 
 def load(path):
-    """A result file as an xarray.DataArray with labelled axes (n, d, trial [, epoch]; or
-    family, width, size, trial) and the sidecar's entries (flags, status, cell_seconds,
-    versions, ...) as attributes."""
+    """A result file as an xarray.DataArray with labelled axes (n, d, trial [, epoch]; ratio,
+    d, trial [, epoch], with n as a (ratio, d) coordinate; or family, width, size, trial) and
+    the sidecar's entries (flags, status, cell_seconds, versions, ...) as attributes."""
     import xarray as xr  # only notebooks need it
     values, meta = read(path)
     names, coords = axes(meta, values.shape)
-    return xr.DataArray(values, dims=names, coords=dict(zip(names, coords)),
-                        name=meta.get("metric"), attrs=meta)
+    coords = dict(zip(names, coords))
+    if "ratios" in meta:
+        coords["n"] = (("ratio", "d"), np.array(meta["n"]))
+    return xr.DataArray(values, dims=names, coords=coords, name=meta.get("metric"), attrs=meta)

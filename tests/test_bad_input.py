@@ -18,7 +18,23 @@ EVERY_SWEEP = [
     ["--n", "1000000", "--d", "1000000", "--step", "1000000"],  # one cell of 7 TiB
     ["--n", "100000000", "--d", "1000000", "--step", "1"],      # 1e14 cells to list
 ]
-CASES = ([(s, f) for s in SWEEPS for f in EVERY_SWEEP]
+RATIO_GRID = [  # --dims and --ratios: a pair, instead of --n/--d/--step, n = round(ratio d) >= 1
+    ["--dims", "5,10"], ["--ratios", "1.5:2.5:0.5"], ["--dims", "5", "--ratios", "2", "--n", "40"],
+    ["--dims", "5", "--ratios", "2", "--step", "5"],
+]
+BAD_RATIOS = [
+    ["--dims", "0,5", "--ratios", "2"], ["--dims", "5.5", "--ratios", "2"], ["--dims", "-5", "--ratios", "2"],
+    ["--dims", "", "--ratios", "2"], ["--dims", "5", "--ratios", "0"], ["--dims", "5", "--ratios", "-1:2:0.5"],
+    ["--dims", "5", "--ratios", "2:1:0.5"], ["--dims", "5", "--ratios", "1:2:0"], ["--dims", "5", "--ratios", "nan"],
+    ["--dims", "5", "--ratios", "1:inf:1"], ["--dims", "5", "--ratios", "a,b"], ["--dims", "5", "--ratios", "1:2"],
+    ["--dims", "5", "--ratios", "0.05"],                                  # n = round(0.25) = 0
+    ["--dims", "5", "--ratios", "1:1e9:1e-9"],                            # a list of 1e18 values
+    ["--dims", "1:90000:1", "--ratios", "1:10:0.001"],                    # 4e9 cells
+    ["--dims", "1000000", "--ratios", "1000"],                            # one cell of an exabyte
+    ["--dims", "1e30", "--ratios", "2"],
+]
+CASES = ([(s, f) for s in SWEEPS for f in EVERY_SWEEP + RATIO_GRID]
+         + [("rec_rate_skip.py", f) for f in BAD_RATIOS]
          + [(s, f) for s in TRAINING for f in (["--device", "meta"], ["--device", "cuda:x"], ["--beta", "-inf"])]
          + [("cvx_train_skip.py", ["--beta", "-inf"]), ("rec_rate_skip.py", ["--scheduler", "tls://127.0.0.1:1"])]
          + [("model_rank.py", f) for f in (["--arch", "fc", "--target", "random", "--seed", "-1"],
@@ -113,3 +129,18 @@ def test_model_rank_explains_a_zero_target(tmp_path, capsys):
     np.savez(tmp_path / "zero.npz", W=np.zeros((1, 5)), a=np.zeros(1), b=np.zeros(1))
     assert model_rank.main(["--arch", "fc", "--target", str(tmp_path / "zero.npz")])["model_rank"] == 0
     assert "zero network" in capsys.readouterr().err
+
+
+def test_plots_reject_malformed_ratio_grid_results(tmp_path, capsys):
+    from cli_helpers import run_script
+    good = Path(run_script(capsys, "rec_rate_skip.py", "--dims", "5", "--ratios", "2,3", "--sample", "1",
+                           "--save_folder", str(tmp_path)))
+    meta = json.loads(good.with_suffix(".json").read_text())
+    for name, change in dict(n_shape=dict(n=[[10]]), n_zero=dict(n=[[0], [15]]), ratios=dict(ratios=[-2, 3]),
+                             ratios_text=dict(ratios="2,3"), too_few=dict(ratios=[2.0])).items():
+        path = tmp_path / f"{name}.npy"
+        path.write_bytes(good.read_bytes())
+        path.with_suffix(".json").write_text(json.dumps(dict(meta, **change)))
+        err = usage_error(capsys, "plot_phase.py", str(path), "--out", str(tmp_path / "fig.png"), serial=False)
+        assert path.with_suffix(".json").name in err or path.name in err, (name, err)
+    assert not (tmp_path / "fig.png").exists()

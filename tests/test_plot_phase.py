@@ -1,6 +1,9 @@
 """plot_phase.py: the fit CSV and the PNG are written together or not at all, the paper style,
-and the hatching of cells whose minimal-norm optimum is not unique."""
+and the hatching of cells whose minimal-norm optimum is not unique; a ratio grid's heatmap,
+curves, finite-size outputs and Wendel's prediction."""
 import errno
+import json
+from pathlib import Path
 
 import matplotlib.figure
 import matplotlib.pyplot as plt
@@ -82,3 +85,62 @@ def test_paper_style_uses_the_linear_0_1_levels(distance, rate, tmp_path):
         levels = next(c.levels for c in ax.collections if hasattr(c, "levels"))
         assert np.allclose(levels, np.linspace(0, 1, 11))
         plt.close(fig)
+
+
+@pytest.fixture
+def ratio_grid(tmp_path, capsys):
+    """rec_rate_skip on a tiny ratio grid (rec and all_ones)."""
+    from cli_helpers import run_script
+    return Path(run_script(capsys, "rec_rate_skip.py", "--dims", "5,10", "--ratios", "1.5:2.5:0.25", "--sample", "2",
+                           "--save_folder", str(tmp_path)))
+
+
+def test_ratio_grid_heatmap_and_fit(ratio_grid, tmp_path, capsys):
+    """Without --fit a heatmap, n/d across and a row per d; with --fit the curves, FIG_fit.csv,
+    and the finite-size table and figure, all written together."""
+    meta = json.loads(ratio_grid.with_suffix(".json").read_text())
+    all_ones = ratio_grid.parent / meta["files"]["all_ones"]
+    for style in ("default", "paper"):
+        out = tmp_path / f"heat_{style}.png"
+        plot_phase.main([str(ratio_grid), "--theory", "--style", style, "--out", str(out)])
+        assert out.read_bytes()[:4] == b"\x89PNG" and capsys.readouterr().out.split() == [str(out)]
+    out = tmp_path / "fig.png"
+    plot_phase.main([str(ratio_grid), str(all_ones), "--fit", "--theory", "--out", str(out)])
+    written = [tmp_path / f"fig_{s}" for s in ("fit.csv", "finite.csv", "finite.png")] + [out]
+    assert capsys.readouterr().out.split() == [str(p) for p in written]
+    assert out.read_bytes()[:4] == b"\x89PNG" and written[2].read_bytes()[:4] == b"\x89PNG"
+    from planted import transition
+    fits = transition.read_csv(written[0])
+    assert [r["d"] for r in fits] == [5, 10, 5, 10]
+    finite = transition.read_csv(written[1], columns=transition.FINITE_COLUMNS)
+    assert [r["d"] for r in finite] == [5, 10, 5, 10]
+    assert finite[0]["wendel_width"] == pytest.approx(transition.wendel_width(5), rel=1e-5)
+    assert {r["result"] for r in finite} == {ratio_grid.name, all_ones.name}
+
+
+def test_wendel_prediction_beside_the_measured_curve(ratio_grid):
+    """The relaxed skip program's rate against n/d, with 1 - Wendel's P(all-ones present)
+    dashed at every integer n of each d."""
+    from planted import patterns
+    values, meta = results.read(ratio_grid)
+    ns = type("Args", (), dict(theory=False, fit_from=0.0))()
+    fig, ax = plt.subplots()
+    finite = plot_phase.finite_analysis(values.astype(float), meta)
+    assert finite.wendel == "absent"
+    plot_phase.curves(ax, values.astype(float), meta, ns, finite)
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--" and len(line.get_xdata())]
+    assert len(dashed) == 2  # one per d
+    x, y = dashed[0].get_data()  # d = 5: n = 8 ... 13
+    assert np.allclose(x * 5, np.arange(8, 14))
+    assert np.allclose(y, [1 - patterns.wendel_probability(n, 5) for n in range(8, 14)])
+    assert "Wendel: P(all-ones pattern absent)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)
+
+
+def test_wendel_applies_where_the_all_ones_pattern_decides():
+    meta = dict(experiment="rec_rate_skip", metric="rec", flags=dict(optx=0, optw=0, form="relaxed", sigma=0.0))
+    assert plot_phase.wendel_kind(meta) == "absent"
+    assert plot_phase.wendel_kind(dict(meta, metric="all_ones")) == "present"
+    for flags in (dict(form="exact"), dict(optw=1), dict(sigma=0.1), dict(optx=7)):
+        assert plot_phase.wendel_kind(dict(meta, flags=dict(meta["flags"], **flags))) is None, flags
+    assert plot_phase.wendel_kind(dict(meta, experiment="nic")) is None

@@ -1,5 +1,7 @@
 """The shared sweep with real processes: serial, --jobs 2 and a Dask cluster agree; a sweep
-killed with SIGKILL or interrupted with Ctrl-C resumes to the same arrays."""
+killed with SIGKILL or interrupted with Ctrl-C resumes to the same arrays. The ratio grid:
+its arrays, sidecar and names, and its cells equal to a regular grid's."""
+import json
 import os
 import random
 import signal
@@ -8,7 +10,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -147,3 +151,79 @@ def test_unreachable_scheduler_is_a_usage_error(tmp_path):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Dask scheduler" in proc.stderr
     assert not list(tmp_path.glob("*.npy"))
+
+
+# ----- the ratio grid (--dims, --ratios) ------------------------------------------------------
+
+def test_ratio_grid_end_to_end(tmp_path, capsys):
+    """minnrm_skip on a ratio grid: arrays (ratios x dims x trials), the sidecar, the name; every
+    cell holds exactly the numbers of the same (n, d) cell of a regular grid; results.load
+    labels it."""
+    from cli_helpers import run_script
+    from planted import results
+    main = Path(run_script(capsys, "minnrm_skip.py", "--dims", "5,10", "--ratios", "1.5:2.5:0.5", "--sample", "2",
+                           "--save_folder", str(tmp_path / "ratio")))
+    assert main.name == "minnrm_skip_dims5-10_r1.5-2.5-0.5_w0_X0_sample2.npy"
+    meta = json.loads(main.with_suffix(".json").read_text())
+    assert meta["axes"] == ["ratio", "d", "trial"] and "nvec" not in meta
+    assert meta["ratios"] == [1.5, 2.0, 2.5] and meta["dvec"] == [5, 10]
+    assert meta["n"] == [[8, 15], [10, 20], [13, 25]]  # round(ratio d), halves up
+    assert meta["flags"]["n"] is None and meta["flags"]["dims"] == [5, 10]
+    regular = Path(run_script(capsys, "minnrm_skip.py", "--n", "25", "--d", "10", "--step", "5", "--sample", "2",
+                              "--save_folder", str(tmp_path / "regular")))
+    reg_meta = json.loads(regular.with_suffix(".json").read_text())
+    shared = 0
+    for metric, name in meta["files"].items():
+        ratio, reg = np.load(main.parent / name), np.load(regular.parent / reg_meta["files"][metric])
+        assert ratio.shape == (3, 2, 2) and np.isfinite(ratio).all()
+        for i, row in enumerate(meta["n"]):
+            for j, (n, d) in enumerate(zip(row, meta["dvec"])):
+                if n in reg_meta["nvec"]:
+                    assert np.array_equal(ratio[i, j], reg[reg_meta["nvec"].index(n), reg_meta["dvec"].index(d)])
+                    shared += 1
+    assert shared == 3 * 4  # (10, 5), (15, 10), (20, 10), (25, 10), for each of the 3 metrics
+    labelled = results.load(main)
+    assert labelled.dims == ("ratio", "d", "trial") and labelled["n"].sel(ratio=2.0, d=10) == 20
+
+
+def test_ratios_sharing_a_cell_compute_it_once(tmp_path, capsys):
+    """d = 2: ratios 1 and 1.2 give n = 2 both; the cell is computed once and stands at both
+    places; a second run resumes every cell."""
+    import utils
+    calls = []
+
+    def cell(args, n, d, rng):
+        calls.append((n, d))
+        return dict(rec=n + d / 10 + rng.random())
+    parser = utils.experiment_parser("test")
+    parser.prog = "fake_experiment.py"
+    argv = ["--dims", "2,4", "--ratios", "1,1.2,1.4", "--sample", "1", "--jobs", "1", "--save_folder", str(tmp_path)]
+    main = utils.run(parser, cell, ["rec"], argv=argv)
+    assert sorted(calls) == [(2, 2), (3, 2), (4, 4), (5, 4), (6, 4)]
+    values = np.load(main)
+    assert values.shape == (3, 2, 1) and values[0, 0] == values[1, 0] and values[1, 1] != values[2, 1]
+    assert "5 cells" in capsys.readouterr().out
+    utils.run(parser, cell, ["rec"], argv=argv)
+    assert len(calls) == 5 and "(5 resumed)" in capsys.readouterr().out
+
+
+def test_ratio_grid_names():
+    """Readable, distinct names for ratio grids; the regular grids keep theirs, and their cell
+    stores their fingerprints (no ratio flags in them)."""
+    import utils
+    parser = utils.experiment_parser("test")
+
+    def tail(*flags):
+        args = parser.parse_args(list(flags))
+        return utils.result_tail(parser, args, ())
+    assert tail() == "n400_d100_w0_X0_sample5"
+    assert "dims" not in json.loads(utils.fingerprint(parser.parse_args([])))
+    assert tail("--dims", "25,50,100,200,400", "--ratios", "1.5:2.5:0.05") == \
+        "dims25-50-100-200-400_r1.5-2.5-0.05_w0_X0_sample5"
+    assert tail("--dims", "10:40:10", "--ratios", "2,2.5", "--sigma", "0.1") == \
+        "dims10-40-10_r2-2.5_w0_X0_sample5_sigma0.1"
+    # the same list written two ways is one grid, one name; different lists never share one
+    assert tail("--dims", "5", "--ratios", "1,2,3") == tail("--dims", "5", "--ratios", "1:3:1") == \
+        "dims5_r1-3-1_w0_X0_sample5"
+    assert tail("--dims", "5", "--ratios", "1,2,2.5") == "dims5_r1-2-2.5_w0_X0_sample5"
+    assert tail("--dims", "5", "--ratios", "1:2:2.5") == "dims5_r1_w0_X0_sample5"
