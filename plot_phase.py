@@ -274,6 +274,7 @@ def finite_figure(analyses):
         sizes, law, fold = finite.sizes, finite.law, finite.fold
         centre = np.array([f.centre for f in sizes])
         width = np.array([f.width for f in sizes])
+        width[~(width > 0)] = np.nan  # a falling or flat rate has no width to draw on a log axis
 
         def bars(ci, value):
             lo, hi = np.array([c[0] for c in ci]), np.array([c[1] for c in ci])
@@ -296,7 +297,7 @@ def finite_figure(analyses):
         if finite.wendel:
             ax_w.plot(dvec, [transition.wendel_width(int(d)) for d in dvec], "--", color="red", lw=1.2,
                       label="Wendel: width of P(all-ones pattern absent)")
-        if np.isfinite(width).any():
+        if np.isfinite(width).any() or finite.wendel:
             ax_w.set_yscale("log")
             ax_w.yaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax_w.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
@@ -319,6 +320,7 @@ def finite_figure(analyses):
                        fontsize=10)
         ax_c.set_xlabel("d (dimension, log scale)")
         for ax in (ax_c, ax_w):  # d on a log axis, labelled at the grid's d
+            ax.set_xlim(dvec[0] / 1.25, dvec[-1] * 1.25)  # also where no d has a located transition
             ax.set_xscale("log")
             ax.set_xticks(dvec, [str(d) for d in dvec])
             ax.xaxis.set_minor_formatter(NullFormatter())

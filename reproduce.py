@@ -10,6 +10,11 @@ filled contours, linear 0-1). Nonconvex figures show both training protocols, th
 (optimizer re-created every epoch) in the first row, the steady one below. Distance figures of
 the minimal-norm programs hatch the cells where the optimum was not unique on some trial.
 
+Beyond the paper, the scaling study (STUDY, RATIOS): fss-skip, fss-norm and universality sweep
+ratio grids (n = round(ratio d) for each d) and plot_phase.py --fit adds their finite-size
+analysis (ID_finite.csv, ID_finite.png: centre and width per d, the width's power law, the
+collapse).
+
 The figures are made by running the documented scripts (the sweeps, then plot_phase.py,
 two_clusters.py or plot_llr.py), so every sweep resumes from its SQLite cell store: after an
 interruption the same command skips the finished cells. Paper scale runs them as subprocesses;
@@ -54,6 +59,18 @@ SCALES = {
 }
 HEADLINE = dict(quick=10, paper=5)
 
+# The scaling study (beyond the paper): ratio grids, n = round(ratio d), per scale a grid of d
+# with its trials, and per program the range of n/d around its transition (docs/reference.md §7).
+STUDY = {
+    "paper": dict(fss=(["--dims", "25,50,100,200,400"], 20), norm=(["--dims", "20,40,80,160"], 20),
+                  kinds=(["--dims", "25,50,100"], 20)),
+    "quick": dict(fss=(["--dims", "5,10"], 3), norm=(["--dims", "5,10"], 3), kinds=(["--dims", "5,10"], 3)),
+}
+RATIOS = {
+    "paper": dict(skip="1.5:2.5:0.05", exact="0.5:1.5:0.05", norm="3:4.6:0.1", kinds_norm="2:5:0.15"),
+    "quick": dict(skip="1.5:2.5:0.25", exact="0.5:1.5:0.25", norm="3:4.6:0.4", kinds_norm="2:5:0.75"),
+}
+
 
 @dataclass
 class Panel:
@@ -62,13 +79,15 @@ class Panel:
     script: str
     flags: tuple
     metric: str
+    grid: str = ""    # a STUDY grid (a ratio grid) instead of the paper's (n, d) grid
+    ratios: str = ""  # its RATIOS range
 
 
 @dataclass
 class Figure:
     paper: str  # the paper's figure number
     title: str
-    kind: str  # rate, distance, clusters, llr
+    kind: str  # rate, distance, clusters, llr, finite (a ratio-grid rate and its finite-size analysis)
     panels: list = field(default_factory=list)
     cols: int = 0
     theory: bool = False  # the line n = 2d (skip programs)
@@ -92,6 +111,16 @@ def skip_optx(optw):
     flags = ("--optw", "1") if optw else ()
     return [Panel(f"optx {x}", "rec_rate_skip.py", (*flags, *(("--optx", str(x)) if x else ())), "rec")
             for x in range(4)]
+
+
+def kinds_panels():
+    """Every data kind (data.OPTX), for the relaxed skip and the normalization-layer (k = 2) programs."""
+    from planted.data import OPTX
+    skip = [Panel(f"relaxed skip, optx {x} ({name})", "rec_rate_skip.py", ("--optx", str(x)), "rec", "kinds", "skip")
+            for x, name in OPTX.items()]
+    norm = [Panel(f"normalization k = 2, optx {x} ({name})", "rec_rate_norm.py", ("--neu", "2", "--optx", str(x)),
+                  "rec", "kinds", "kinds_norm") for x, name in OPTX.items()]
+    return skip + norm
 
 
 W1 = ("--optw", "1")
@@ -152,6 +181,15 @@ FIGURES = {
                    "distance", protocol_panels("ncvx_train_norm.py", ("--neu", "2", "--optx", "2"), "dis_test"),
                    cols=4, differs="the catalogue names two variants of k = 2 Gaussian (figures 31, 32) without "
                                    "saying how they differ; ours takes whitened data (optx 2) as the second"),
+    "fss-skip": Figure("(beyond)", "Finite-size scaling of the skip programs: relaxed (with Wendel's prediction) "
+                       "and exact, d = 25 to 400", "finite",
+                       [Panel("relaxed program", "rec_rate_skip.py", (), "rec", "fss", "skip"),
+                        Panel("relaxed program: all-ones pattern", "rec_rate_skip.py", (), "all_ones", "fss", "skip"),
+                        Panel("exact program", "rec_rate_skip.py", ("--form", "exact"), "rec", "fss", "exact")]),
+    "fss-norm": Figure("(beyond)", "Finite-size scaling of the relaxed normalization-layer program, k = 2, d = 20 "
+                       "to 160", "finite", [Panel("k = 2", "rec_rate_norm.py", ("--neu", "2"), "rec", "norm", "norm")]),
+    "universality": Figure("(beyond)", "Universality: the transition on every data kind, relaxed skip and "
+                           "normalization-layer (k = 2) programs, d = 25 to 100", "finite", kinds_panels(), cols=3),
     "ni-clusters": Figure("(code only)", "Two Gaussian clusters: probability that D_u splits them, against sigma",
                           "clusters"),
     "llr3": Figure("[LLR] 3", "Test error of tanh CNN / CNN without sharing / fully connected, by width and n",
@@ -206,6 +244,9 @@ class Runner:
         return captured.getvalue().strip().splitlines()
 
     def sweep_flags(self, panel):
+        if panel.grid:
+            grid, trials = STUDY[self.scale_name][panel.grid]
+            return [*grid, "--ratios", RATIOS[self.scale_name][panel.ratios], "--sample", str(trials), *panel.flags]
         trials = self.scale["train"] if panel.script.startswith("ncvx_") else self.scale["program"]
         if panel.script == "rec_rate_skip.py" and not panel.flags:
             trials = HEADLINE[self.scale_name]
@@ -249,7 +290,7 @@ class Runner:
 def plot_flags(fig):
     flags = ["--style", "paper"]
     flags += ["--theory"] if fig.theory else []
-    flags += ["--fit", "--boundary"] if fig.kind == "rate" else []
+    flags += ["--fit", "--boundary"] if fig.kind == "rate" else ["--fit"] if fig.kind == "finite" else []
     flags += ["--fit_from", f"{fig.fit_from:g}"] if fig.fit_from else []
     return flags + ["--cols", str(fig.cols or len(fig.panels))]
 
@@ -362,10 +403,33 @@ def llr_rows(fig_id, panels):
     return rows
 
 
+def finite_rows(fig_id, png, panels):
+    """Per panel of a ratio-grid figure: the centre n50/d per d, the exponent a of the width
+    (n90 - n10)/d ~ d^-a, and the collapse's centre c and exponent a, each with its interval."""
+    from planted import transition
+    fits = transition.read_csv(png.with_name(png.stem + "_finite.csv"), transition.FINITE_COLUMNS)
+    rows = []
+    for p in panels:
+        mine = [f for f in fits if f["result"] == Path(p["file"]).name]
+        centres = ", ".join(f"d={f['d']:g}: {fmt(f['centre'])} [{fmt(f['centre_lo'])}, {fmt(f['centre_hi'])}]"
+                            for f in mine)
+        first = mine[0] if mine else {}
+        law = (f"width exponent a = {fmt(first.get('width_exponent'))} [{fmt(first.get('width_exponent_lo'))}, "
+               f"{fmt(first.get('width_exponent_hi'))}]")
+        fold = (f"collapse c = {fmt(first.get('collapse_c'))} [{fmt(first.get('collapse_c_lo'))}, "
+                f"{fmt(first.get('collapse_c_hi'))}], a = {fmt(first.get('collapse_a'))} "
+                f"[{fmt(first.get('collapse_a_lo'))}, {fmt(first.get('collapse_a_hi'))}]")
+        rows.append(dict(id=fig_id, panel=p["label"], statistic="centre n50/d per d (95% bootstrap)",
+                         value=centres, note=f"{law}; {fold}", file=Path(p["file"]).name))
+    return rows
+
+
 def summary_rows(fig_id, png, panels):
     kind = FIGURES[fig_id].kind
     if kind == "rate":
         return rate_rows(fig_id, png, panels)
+    if kind == "finite":
+        return finite_rows(fig_id, png, panels)
     if kind == "distance":
         return distance_rows(fig_id, panels)
     if kind == "clusters":
@@ -474,8 +538,8 @@ def main(argv=None):
             once = {commands[0]: panels[0]["file"]} if FIGURES[fig_id].kind in ("clusters", "llr") else {}
             figures[fig_id] = dict(paper=FIGURES[fig_id].paper, title=FIGURES[fig_id].title, png=str(png),
                                    panels=panels, commands=commands, seconds=round(time.time() - t0, 1),
-                                   failed_cells=failed_cells(panels) if FIGURES[fig_id].kind in ("rate", "distance")
-                                   else 0, once=once)
+                                   failed_cells=0 if FIGURES[fig_id].kind in ("clusters", "llr")
+                                   else failed_cells(panels), once=once)
             save(r, figures, manifest_path, start)  # after every ID: a long run shows its progress
     except StepFailed as e:
         shown, code = e.args

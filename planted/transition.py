@@ -410,6 +410,8 @@ def collapse(ratios, dims, outcomes, level=LEVEL):
     best = optimize.minimize(nll, start, jac=True, method="L-BFGS-B",
                              bounds=[(None, None), (-5, 5), (-30, 30)])
     c, a, logs = best.x
+    if not x.min() <= c <= x.max():  # a rate flat at 0 or 1, or falling: the logistic runs off the grid
+        return failed(f"the collapsed centre c = {c:.3g} lies outside the grid's n/d: no transition inside it")
     s = np.exp(logs)
     g = np.exp(a * logd)
     z = s * (x - c) * g

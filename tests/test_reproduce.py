@@ -1,6 +1,7 @@
 """reproduce.py --quick (every figure ID, run once for the module) and what the papers claim of its figures; the
 logistic transition fit (planted.transition, docs/reference.md §7) on synthetic data with a
 known 50% point; result files read back as labelled arrays (planted.results.load)."""
+import csv
 import json
 import subprocess
 import sys
@@ -162,8 +163,11 @@ def test_every_id_and_the_summary_are_written(quick):
     assert list(quick["manifest"]["figures"]) == list(reproduce_module.FIGURES)
     for fig_id, info in quick["manifest"]["figures"].items():
         assert info["png"] == str(out / f"{fig_id}.png") and open(info["png"], "rb").read(8) == PNG
+        kind = reproduce_module.FIGURES[fig_id].kind
         fitted = (out / f"{fig_id}_fit.csv").exists()
-        assert fitted == (reproduce_module.FIGURES[fig_id].kind == "rate"), fig_id
+        assert fitted == (kind in ("rate", "finite")), fig_id
+        for extra in ("_finite.csv", "_finite.png"):  # the finite-size analysis of the ratio grids
+            assert (out / f"{fig_id}{extra}").exists() == (kind == "finite"), fig_id
     summary = (out / "summary.md").read_text()
     assert summary.count("\n## ") == len(reproduce_module.FIGURES)
     assert "ties on" in summary and "sigma where P(split) = 1/2" in summary
@@ -173,6 +177,21 @@ def test_the_nonconvex_ids_show_both_protocols(quick):
     for fig_id in ("ni8", "ni25", "ni30", "ni31", "ni32"):
         names = [Path(p["file"]).name for p in panels(quick, fig_id)]
         assert len(names) == 8 and sum("protocolsteady" in n for n in names) == 4, fig_id
+
+
+def test_the_scaling_study_runs_ratio_grids_of_every_data_kind(quick):
+    """fss-skip, fss-norm and universality sweep ratio grids (axes ratio, d, trial); universality
+    has every data kind for both programs; the summary quotes the centres and the exponents."""
+    from planted.data import OPTX
+    for fig_id in ("fss-skip", "fss-norm", "universality"):
+        for p in panels(quick, fig_id):
+            values, meta = load(p["file"])
+            assert meta["axes"][:2] == ["ratio", "d"] and values.shape[:2] == (len(meta["ratios"]), len(meta["dvec"]))
+    kinds = [load(p["file"])[1]["flags"]["optx"] for p in panels(quick, "universality")]
+    assert kinds == [*OPTX, *OPTX]
+    rows = list(csv.DictReader(open(quick["out"] / "summary.csv")))
+    fss = [r for r in rows if r["id"] == "fss-skip"]
+    assert len(fss) == 3 and all("d=5:" in r["value"] and "width exponent a" in r["note"] for r in fss)
 
 
 def test_relaxed_skip_transition_sits_near_2d(quick):
