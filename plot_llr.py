@@ -37,7 +37,8 @@ def panel(ax, mean, meta, family, vmin, vmax):
                               np.ma.masked_invalid(np.log10(mean)), cmap="viridis", vmin=vmin, vmax=vmax,
                               shading="flat")
     rank = meta["model_rank"][family]
-    ax.axvline(rank, color="white", ls="--", lw=1.6, label=f"model rank {rank}")
+    ax.axvline(rank, color="white", ls="--", lw=1.6)
+    ax.plot([], [], color="0.45", ls="--", lw=1.6, label=f"model rank {rank} (white dashes)")  # shows on white
     counts = meta["param_count"][family]
     for row, count in zip(rows, counts):
         if count <= sizes[-1]:
@@ -51,7 +52,8 @@ def panel(ax, mean, meta, family, vmin, vmax):
     ax.set_ylabel("width multiplier N")
     units = UNITS[family].format(N="N", N3="3N")
     ax.set_title(f"{NAMES[family]}: {units}, {counts[0]}N parameters", fontsize=10)
-    ax.legend(loc="lower right", fontsize=7, framealpha=0.8)
+    # below the axes: inside, it would hide the N = 1 row, where the recovery shows best
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=7.5, frameon=False)
     return image
 
 
@@ -69,7 +71,7 @@ def main(argv=None):
         logs = np.log10(mean[np.isfinite(mean) & (mean > 0)])
     vmin, vmax = (logs.min(), logs.max()) if logs.size else (-12, 1)
     families = meta["families"]
-    fig, axes = plt.subplots(1, len(families), figsize=(5.4 * len(families), 3.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(families), figsize=(5.4 * len(families), 4.3), squeeze=False)
     for ax, i in zip(axes[0], range(len(families))):
         image = panel(ax, mean[i], meta, families[i], vmin, vmax)
     flags = meta["flags"]
