@@ -84,9 +84,22 @@ def all_ones_decision(X, iters=ALL_ONES_ITERS):
     range(X) has zeros), the LP decides (`_all_ones_lp`). Returns an AllOnes.
     """
     n, d = X.shape
+    nonzero = np.abs(X).max(1, initial=0) > 0
+    if not nonzero.all():
+        # A zero row has x_i u = 0 for every u, so it constrains nothing, but it rules out the
+        # strict z > 0 the iteration looks for (sparse data has many): decide on the other rows.
+        # Their u serves X; a Stiemke lam gets weight 1 on the zero rows (X^T lam unchanged).
+        if not nonzero.any():
+            return AllOnes(False, "stiemke", np.ones(n))  # X = 0: X u is always 0
+        inner = all_ones_decision(X[nonzero], iters)
+        if not inner.feasible and inner.vector.size:
+            lam = np.ones(n)
+            lam[nonzero] = inner.vector
+            return AllOnes(False, inner.how, lam)
+        return inner
     Q, to_u, smin = _range_basis(X)
     if Q.shape[1] == 0:
-        return AllOnes(False, "stiemke", np.ones(n))  # X = 0: X u is always 0
+        return AllOnes(False, "stiemke", np.ones(n))  # no nonzero row left: X u is always 0
     Qt = np.ascontiguousarray(Q.T)
     lam = np.full((n, 2), 1.0 / n)
     y, t = lam, 1.0

@@ -59,6 +59,19 @@ def test_all_ones_certificates_on_degenerate_X(seed):
         _check(decision, X)
 
 
+def test_zero_rows_leave_the_decision_to_the_cheap_certificates():
+    # a zero row rules out z > 0 in range(X) but constrains nothing: both verdicts are still
+    # found without the LP, and their certificates hold on the whole X (sparse data, optx 5)
+    rng = np.random.default_rng(5)
+    for n, feasible in ((8, True), (60, False)):
+        X = np.vstack([rng.standard_normal((n, 6)), np.zeros((3, 6))])[rng.permutation(n + 3)]
+        decision = patterns.all_ones_decision(X)
+        assert decision.feasible == feasible == patterns._all_ones_lp(X).feasible
+        assert decision.how == ("direction" if feasible else "stiemke") and decision.vector.shape == (
+            (6,) if feasible else (n + 3,))
+        _check(decision, X)
+
+
 def test_semi_strict_cases_go_to_the_lp():
     # X u >= 0 only with zeros (a row and its negative): neither strict certificate exists
     rng = np.random.default_rng(4)
