@@ -42,7 +42,9 @@ TITLE_FLAGS = ("form", "neu", "sigma", "beta", "epochs", "lr", "m", "condition",
 DISTANCES = ("dis_abs", "dis_test")
 PAPER_LEVELS = np.linspace(0, 1, 11)
 TIE_HATCH = "////"
-WENDEL_OPTX = (0, 1, 2, 3)  # Gaussian and cubic Gaussian, whitened or not: see wendel_kind
+# Gaussian and cubic Gaussian, whitened or not, Student-t and correlated (a Gaussian times an
+# invertible factor): sign-symmetric rows in general position, see wendel_kind
+WENDEL_OPTX = (0, 1, 2, 3, 6, 7)
 
 
 def is_rate(values):

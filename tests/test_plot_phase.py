@@ -141,6 +141,8 @@ def test_wendel_applies_where_the_all_ones_pattern_decides():
     meta = dict(experiment="rec_rate_skip", metric="rec", flags=dict(optx=0, optw=0, form="relaxed", sigma=0.0))
     assert plot_phase.wendel_kind(meta) == "absent"
     assert plot_phase.wendel_kind(dict(meta, metric="all_ones")) == "present"
-    for flags in (dict(form="exact"), dict(optw=1), dict(sigma=0.1), dict(optx=7)):
+    assert plot_phase.wendel_kind(dict(meta, flags=dict(meta["flags"], optx=6))) == "absent"  # Student-t
+    # Rademacher and sparse rows are not in general position, mean-shifted ones not sign-symmetric
+    for flags in (dict(form="exact"), dict(optw=1), dict(sigma=0.1), dict(optx=4), dict(optx=5), dict(optx=8)):
         assert plot_phase.wendel_kind(dict(meta, flags=dict(meta["flags"], **flags))) is None, flags
     assert plot_phase.wendel_kind(dict(meta, experiment="nic")) is None
