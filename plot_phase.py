@@ -224,6 +224,15 @@ def colours(count):
     return plt.cm.viridis(np.linspace(0, 0.85, count))
 
 
+def column_rate(values, n, j):
+    """The distinct n of column j of a ratio grid and the rate at each (mean over trials)."""
+    from planted import transition  # scipy: only with --fit
+    nvec_d, outcomes = transition.column(values, n, j)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay out
+        return nvec_d, np.nanmean(outcomes, axis=1)
+
+
 def curves(ax, values, meta, args, finite):
     """A ratio grid's --fit panel: the rate against n/d (n rounded), one curve per d, with
     the logistic centre c_d and its interval at rate 1/2, and Wendel's prediction dashed
@@ -231,10 +240,7 @@ def curves(ax, values, meta, args, finite):
     from planted import transition  # scipy: only with --fit
     n, dvec = np.array(meta["n"]), meta["dvec"]
     for j, (d, colour, size) in enumerate(zip(dvec, colours(len(dvec)), finite.sizes)):
-        nvec_d, outcomes = transition.column(values, n, j)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay out
-            rate = np.nanmean(outcomes, axis=1)
+        nvec_d, rate = column_rate(values, n, j)
         ax.plot(nvec_d / d, rate, "o-", ms=3, lw=1, color=colour, label=f"d = {d}")
         if np.isfinite(size.centre):
             err = np.nan_to_num([[size.centre - size.centre_ci[0]], [size.centre_ci[1] - size.centre]])
@@ -308,10 +314,7 @@ def finite_figure(analyses):
 
         if np.isfinite(fold.c):
             for j, (d, colour) in enumerate(zip(dvec, colours(len(dvec)))):
-                nvec_d, outcomes = transition.column(finite.outcomes, n, j)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay out
-                    rate = np.nanmean(outcomes, axis=1)
+                nvec_d, rate = column_rate(finite.outcomes, n, j)
                 ax_f.plot(fold.scaled(nvec_d / d, d), rate, "o", ms=3.5, color=colour, label=f"d = {d}")
             x = np.linspace(*ax_f.get_xlim(), 200)
             ax_f.plot(x, fold.rate(x), color="black", lw=1.2,

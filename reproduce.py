@@ -403,6 +403,11 @@ def llr_rows(fig_id, panels):
     return rows
 
 
+def with_ci(row, key):
+    """`key` of a finite-size CSV row with its interval (`key`_lo, `key`_hi): 'v [lo, hi]'."""
+    return f"{fmt(row.get(key))} [{fmt(row.get(key + '_lo'))}, {fmt(row.get(key + '_hi'))}]"
+
+
 def finite_rows(fig_id, png, panels):
     """Per panel of a ratio-grid figure: the centre n50/d per d, the exponent a of the width
     (n90 - n10)/d ~ d^-a, and the collapse's centre c and exponent a, each with its interval."""
@@ -411,14 +416,10 @@ def finite_rows(fig_id, png, panels):
     rows = []
     for p in panels:
         mine = [f for f in fits if f["result"] == Path(p["file"]).name]
-        centres = ", ".join(f"d={f['d']:g}: {fmt(f['centre'])} [{fmt(f['centre_lo'])}, {fmt(f['centre_hi'])}]"
-                            for f in mine)
-        first = mine[0] if mine else {}
-        law = (f"width exponent a = {fmt(first.get('width_exponent'))} [{fmt(first.get('width_exponent_lo'))}, "
-               f"{fmt(first.get('width_exponent_hi'))}]")
-        fold = (f"collapse c = {fmt(first.get('collapse_c'))} [{fmt(first.get('collapse_c_lo'))}, "
-                f"{fmt(first.get('collapse_c_hi'))}], a = {fmt(first.get('collapse_a'))} "
-                f"[{fmt(first.get('collapse_a_lo'))}, {fmt(first.get('collapse_a_hi'))}]")
+        centres = ", ".join(f"d={f['d']:g}: {with_ci(f, 'centre')}" for f in mine)
+        first = mine[0] if mine else {}  # the power law and the collapse repeat on every row
+        law = f"width exponent a = {with_ci(first, 'width_exponent')}"
+        fold = f"collapse c = {with_ci(first, 'collapse_c')}, a = {with_ci(first, 'collapse_a')}"
         rows.append(dict(id=fig_id, panel=p["label"], statistic="centre n50/d per d (95% bootstrap)",
                          value=centres, note=f"{law}; {fold}", file=Path(p["file"]).name))
     return rows

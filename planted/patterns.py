@@ -99,7 +99,7 @@ def all_ones_decision(X, iters=ALL_ONES_ITERS):
         return inner
     Q, to_u, smin = _range_basis(X)
     if Q.shape[1] == 0:
-        return AllOnes(False, "stiemke", np.ones(n))  # no nonzero row left: X u is always 0
+        return AllOnes(False, "stiemke", np.ones(n))  # X numerically 0: X u is always 0
     Qt = np.ascontiguousarray(Q.T)
     lam = np.full((n, 2), 1.0 / n)
     y, t = lam, 1.0

@@ -57,11 +57,15 @@ def _counts(nvec, outcomes):
     return np.asarray(nvec, float)[keep], k[keep], m[keep]
 
 
+def _binomial_nll(z, k, m):
+    """-log of the binomial likelihood of k successes in m trials at p = expit(z), per point:
+    -log p = softplus(-z), -log(1 - p) = softplus(z)."""
+    return k * np.logaddexp(0, -z) + (m - k) * np.logaddexp(0, z)
+
+
 def _objective(a, b, x, k, m, ridge=RIDGE):
     """Penalized binomial negative log-likelihood, one value per row of k (a, b: per row)."""
-    z = a[:, None] + b[:, None] * x
-    # -log p = softplus(-z), -log(1 - p) = softplus(z)
-    return (k * np.logaddexp(0, -z) + (m - k) * np.logaddexp(0, z)).sum(1) + ridge * b**2 / 2
+    return _binomial_nll(a[:, None] + b[:, None] * x, k, m).sum(1) + ridge * b**2 / 2
 
 
 def _newton(x, k, m, iterations=100, ridge=RIDGE):
@@ -402,7 +406,7 @@ def collapse(ratios, dims, outcomes, level=LEVEL):
         g = np.exp(a * logd)
         z = np.exp(logs) * (x - c) * g
         p = expit(z)
-        value = (k * np.logaddexp(0, -z) + (m - k) * np.logaddexp(0, z)).sum()
+        value = _binomial_nll(z, k, m).sum()
         r = m * p - k  # d nll / dz
         dz = np.array([-np.exp(logs) * g, z * logd, z])  # dz / d(c, a, log s)
         return value, dz @ r
