@@ -399,7 +399,9 @@ def collapse(ratios, dims, outcomes, level=LEVEL):
     logd = np.log(d / d0)
     x0 = x.mean()
     a_, b_ = _newton(x - x0, k[None], m)  # the pooled logistic in n/d: the start
-    start = np.array([x0 - a_[0] / b_[0] if b_[0] > 0 else x0, 0.0, np.log(max(b_[0], 1e-3))])
+    if b_[0] <= 0:  # as in `fit`: a falling rate has no rising logistic to collapse onto
+        return failed("the rate does not increase with n/d")
+    start = np.array([x0 - a_[0] / b_[0], 0.0, np.log(max(b_[0], 1e-3))])
 
     def nll(theta):
         c, a, logs = theta

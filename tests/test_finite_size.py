@@ -123,3 +123,15 @@ def test_wendel_width():
     assert transition.wendel_width(d) == pytest.approx((crossing(0.9) - crossing(0.1)) / d)
     law = transition.width_exponent(DIMS, [transition.wendel_width(d) for d in DIMS])
     assert law.a == pytest.approx(0.5, abs=0.01)
+
+
+def test_collapse_refuses_rates_without_a_transition_on_the_grid():
+    """A rate that falls with n has no rising logistic to collapse onto; a rate 0 but for one
+    success at the grid's edge puts the fitted centre off the grid: both are refused with
+    their reason instead of returning a meaningless c."""
+    falling = transition.collapse(N / np.array(DIMS), DIMS, draw(1 - COLLAPSING, 10, 0))
+    assert np.isnan(falling.c) and "does not increase" in falling.reason
+    edge = np.zeros((len(RATIOS), len(DIMS), 3))
+    edge[-1, 0, 0] = 1
+    off = transition.collapse(N / np.array(DIMS), DIMS, edge)
+    assert np.isnan(off.c) and "outside the grid" in off.reason
