@@ -316,8 +316,20 @@ def where(args, client):
         return "in this process" if args.jobs == 1 else f"on {args.jobs} local processes"
     info = client.scheduler_info()
     threads = sum(w["nthreads"] for w in info["workers"].values())
-    return (f"on the Dask cluster at {client.scheduler.address}: {len(info['workers'])} workers,"
-            f" {threads} threads; dashboard {client.dashboard_link}")
+    workers = len(info["workers"])
+    return (f"on the Dask cluster at {client.scheduler.address}: {workers} worker{'s' * (workers != 1)},"
+            f" {threads} thread{'s' * (threads != 1)}; {dashboard(client)}")
+
+
+def dashboard(client):
+    """The cluster's dashboard link, if it answers: a scheduler started with --no-dashboard, or
+    without bokeh, still serves HTTP on the port it reports, but not the dashboard page."""
+    from urllib.request import urlopen
+    try:
+        urlopen(client.dashboard_link, timeout=1.0).close()
+    except OSError:  # URLError and HTTPError (404) are OSErrors
+        return "no dashboard"
+    return f"dashboard {client.dashboard_link}"
 
 
 def map_cells(cell, args, todo, client):

@@ -65,7 +65,8 @@ def dask_cluster(tmp_path):
 def test_serial_parallel_and_dask_give_identical_arrays(tmp_path, dask_cluster):
     runs = {"serial": ["--jobs", "1"], "jobs2": ["--jobs", "2"], "dask": ["--scheduler", dask_cluster]}
     for name, flags in runs.items():
-        finish("minnrm_skip.py", *GRID, "--sigma", "0.05", *flags, "--save_folder", str(tmp_path / name))
+        proc = finish("minnrm_skip.py", *GRID, "--sigma", "0.05", *flags, "--save_folder", str(tmp_path / name))
+    assert "2 workers, 2 threads; no dashboard" in proc.stderr  # started with --no-dashboard
     reference = arrays(tmp_path / "serial")
     assert len(reference) == 3  # dis_abs, dis_test, unique
     for name in ("jobs2", "dask"):
