@@ -3,9 +3,11 @@
 tests/golden/commands.txt lists the sweeps (relaxed, exact and training forms of the skip,
 plain and normalization programs, every isometry condition with --compare, one CVXPY run);
 tests/golden/expected.npz holds their arrays, key "line:metric". 0/1 metrics must agree
-exactly, the others (distances, condition values) to 1e-8. After a change meant to change
-results, regenerate them with `python tests/test_golden.py --update` and say why in the
-commit.
+exactly, the others (distances, condition values) to 1e-4: an interior-point answer is exact
+only to its stopping tolerance, and its last digits follow the CPU's floating-point kernels,
+so two machines agree on a distance to about 1e-6, not bitwise; a change of protocol or
+program moves them by far more. After a change meant to change results, regenerate them
+with `python tests/test_golden.py --update` and say why in the commit.
 """
 import json
 import sys
@@ -19,7 +21,7 @@ from cli_helpers import run_script
 HERE = Path(__file__).resolve().parent / "golden"
 COMMANDS = [line.split() for line in (HERE / "commands.txt").read_text().splitlines() if line.strip()]
 BINARY = ("rec", "all_ones", "holds", "gap", "unique")
-TOL = 1e-8
+TOL = 1e-4  # see the docstring: solver accuracy, not a bitwise match across CPUs
 
 
 def sweep(capsys, folder, words):
